@@ -1,0 +1,5 @@
+"""`python -m scoreloop` runs the CLI."""
+
+from scoreloop.cli import app
+
+app()

@@ -1,0 +1,200 @@
+"""The `scoreloop` command line: thin wrappers over the stage functions, and the only place that prints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from scoreloop.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Experiment-tracked scoring models, end to end.")
+spec_app = typer.Typer(no_args_is_help=True, help="Dataset specs.")
+data_app = typer.Typer(no_args_is_help=True, help="The embedded synthetic lead world.")
+app.add_typer(spec_app, name="spec")
+app.add_typer(data_app, name="data")
+console = Console()
+
+Home = Annotated[Path | None, typer.Option("--home", help="State folder (default: $SCORELOOP_HOME or ./.scoreloop).")]
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj
+
+
+@app.callback()
+def main(ctx: typer.Context, home: Home = None) -> None:
+    """Build the one settings object every command receives."""
+    ctx.obj = Settings(home=home) if home else Settings()
+
+
+def show(title: str, values: dict) -> None:
+    """Print a two-column table of a result."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    for key, value in values.items():
+        table.add_row(str(key), value if isinstance(value, str) else json.dumps(value, default=str))
+    console.print(table)
+
+
+def fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+@spec_app.command("infer")
+def spec_infer(
+    data: Path,
+    target: Annotated[str, typer.Option(help="Target column.")],
+    id_column: Annotated[str | None, typer.Option("--id", help="Id column (guessed when omitted).")] = None,
+    time_column: Annotated[str | None, typer.Option("--time", help="Event-time column (guessed when omitted).")] = None,
+    positive: Annotated[str | None, typer.Option(help="Positive target label (guessed when omitted).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Columns to leave out (repeatable).")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output")] = Path("spec.yaml"),
+) -> None:
+    """Write a first dataset spec for DATA (CSV or Parquet); review and edit it before training."""
+    from scoreloop.infer import infer_spec
+    from scoreloop.ingest import read_raw
+
+    try:
+        spec = infer_spec(
+            read_raw(data).frame,
+            target,
+            id_column=id_column,
+            time_column=time_column,
+            positive_label=positive,
+            exclude=tuple(exclude or ()),
+            name=data.name.split(".")[0],
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    spec.save(output)
+    show(f"spec written to {output}", spec.model_dump(exclude={"allowed_values", "ranges"}))
+
+
+@data_app.command("generate")
+def data_generate(
+    ctx: typer.Context,
+    rows: Annotated[int, typer.Option(min=100)] = 20_000,
+    seed: int = 0,
+    months: Annotated[int, typer.Option(min=1)] = 12,
+    messy: Annotated[bool, typer.Option(help="Write it the way a CRM exports it.")] = False,
+    covariate_drift: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    concept_drift: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
+) -> None:
+    """Generate synthetic leads (CSV or Parquet by suffix); the hidden true probabilities go to a .truth file."""
+    from scoreloop.export import write_leads
+    from scoreloop.synthetic import WorldConfig
+
+    config = WorldConfig(
+        rows=rows, seed=seed, months=months, covariate_drift=covariate_drift, concept_drift=concept_drift
+    )
+    output = output or _settings(ctx).ensure_home() / "data" / ("leads-messy.csv" if messy else "leads.csv")
+    show("generated", write_leads(config, output, messy=messy))
+
+
+@app.command()
+def ingest(
+    data: Path,
+    spec: Annotated[Path, typer.Option(help="Dataset spec YAML.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Typed Parquet output.")],
+) -> None:
+    """Coerce DATA against SPEC; rejected rows go to OUTPUT's .quarantine.csv with a reason each."""
+    from scoreloop.ingest import ingest_file
+    from scoreloop.spec import DatasetSpec
+
+    try:
+        report = ingest_file(data, DatasetSpec.load(spec), output)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    show("ingested", report.to_dict())
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    spec: Annotated[Path, typer.Option(help="Dataset spec YAML.")],
+    data: Annotated[Path, typer.Option(help="Ingested Parquet (or a raw export, coerced on the fly).")],
+    trials: Annotated[int | None, typer.Option(min=1)] = None,
+    study: Annotated[str | None, typer.Option(help="Optuna study name (default: a new one).")] = None,
+) -> None:
+    """Tune CatBoost on an out-of-time split and register the best model as `challenger`."""
+    from scoreloop.spec import DatasetSpec
+    from training.train import train as train_model
+
+    settings = _settings(ctx)
+    if trials:
+        settings.train.trials = trials
+    try:
+        result = train_model(settings, DatasetSpec.load(spec), data, study)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    show("trained", result.__dict__)
+
+
+@app.command()
+def promote(ctx: typer.Context) -> None:
+    """Move `champion` to the challenger if it is at least as good on the challenger's holdout."""
+    from training.promote import promote as run_gate
+
+    try:
+        decision = run_gate(_settings(ctx))
+    except LookupError as exc:
+        raise fail(str(exc)) from exc
+    show("promoted" if decision.promoted else "not promoted", decision.to_dict())
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 3000,
+    host: str = "127.0.0.1",
+) -> None:
+    """Serve the champion with BentoML (POST /score)."""
+    from serving.bento import bentoml_env, import_champion, serve_command
+
+    settings = _settings(ctx)
+    try:
+        tag = import_champion(settings)
+    except LookupError as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"serving {tag} on http://{host}:{port}")
+    raise typer.Exit(subprocess.call(serve_command(host, port), env=bentoml_env(settings, tag)))
+
+
+@app.command()
+def bento(ctx: typer.Context) -> None:
+    """Build a bento holding the champion (`bentoml serve scoreloop:latest` serves it)."""
+    from serving.bento import bentoml_env, build_command, import_champion
+
+    settings = _settings(ctx)
+    try:
+        tag = import_champion(settings)
+    except LookupError as exc:
+        raise fail(str(exc)) from exc
+    raise typer.Exit(subprocess.call(build_command(), env=bentoml_env(settings, tag)))
+
+
+@app.command()
+def monitor(
+    ctx: typer.Context,
+    reference: Annotated[Path, typer.Option(help="Reference records (CSV or Parquet).")],
+    current: Annotated[Path, typer.Option(help="Current records (CSV or Parquet).")],
+    spec: Annotated[Path, typer.Option(help="Dataset spec YAML.")],
+) -> None:
+    """Evidently data-drift report (HTML + JSON) under the home, logged to MLflow."""
+    from monitoring.monitor import monitor_drift
+    from scoreloop.spec import DatasetSpec
+
+    try:
+        summary = monitor_drift(_settings(ctx), DatasetSpec.load(spec), reference, current)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    values = summary.to_dict()
+    values["columns"] = [c["column"] for c in values["columns"] if c["drifted"]]
+    show("drift", values)

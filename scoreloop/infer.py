@@ -1,0 +1,143 @@
+"""Spec inference: a first spec from an unknown export, so a user starts in one command and edits from there."""
+
+from __future__ import annotations
+
+import difflib
+
+import pandas as pd
+
+from scoreloop.coerce import NEGATIVE_TOKENS, POSITIVE_TOKENS, is_missing, normalise_category, parse_number
+from scoreloop.spec import DatasetSpec, Range
+
+NUMERIC_SHARE = 0.95  # share of non-missing values that must read as numbers
+DATE_SHARE = 0.9
+MAX_CATEGORIES = 50
+MIN_WORDS_FOR_TEXT = 3
+NEGATIVE_AS_ERRORS = 0.005  # a column this rarely negative is non-negative with a few bad values
+
+
+def _present(series: pd.Series) -> pd.Series:
+    return series[~series.map(is_missing)]
+
+
+def _try_number(value: object) -> float | None:
+    try:
+        return parse_number(value)
+    except ValueError:
+        return None
+
+
+def _numeric_share(values: pd.Series) -> float:
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return 1.0
+    return float(values.map(_try_number).notna().mean()) if len(values) else 0.0
+
+
+def _date_share(values: pd.Series) -> float:
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return 1.0
+    parsed = pd.to_datetime(values.astype(str), format="mixed", errors="coerce", utc=True)
+    return float(parsed.notna().mean()) if len(values) else 0.0
+
+
+def _allowed_values(normalised: pd.Series) -> list[str]:
+    """Frequent values, minus rare near-duplicates of them (misspellings get mapped at ingest)."""
+    counts = normalised.value_counts()
+    threshold = max(2, int(0.002 * len(normalised)))
+    allowed: list[str] = []
+    for value, count in counts.items():
+        if count >= threshold and not difflib.get_close_matches(value, allowed, n=1, cutoff=0.8):
+            allowed.append(value)
+    return sorted(allowed)
+
+
+def _positive_label(target: pd.Series) -> str:
+    values = _present(target).map(normalise_category)
+    counts = values.value_counts()
+    if counts.empty:
+        raise ValueError("target column has no values")
+    if set(counts.index) <= POSITIVE_TOKENS | NEGATIVE_TOKENS:
+        return str(counts[counts.index.isin(POSITIVE_TOKENS)].idxmax())
+    if len(counts) != 2:
+        raise ValueError(
+            f"target has {len(counts)} distinct values {list(counts.index[:10])}: pass the positive label explicitly"
+        )
+    return str(counts.idxmin())
+
+
+def _guess_id(frame: pd.DataFrame) -> str | None:
+    """The first column named like an id whose present values are unique (a few may be missing)."""
+    for column in frame.columns:
+        name = column.lower()
+        present = _present(frame[column])
+        if (name == "id" or name.endswith("_id")) and len(present) >= 0.95 * len(frame) and present.is_unique:
+            return column
+    return None
+
+
+def _guess_time(frame: pd.DataFrame, taken: set[str]) -> str | None:
+    for column in frame.columns:
+        if column in taken or not any(k in column.lower() for k in ("date", "time", "created", "_at")):
+            continue
+        if _date_share(_present(frame[column])) >= DATE_SHARE:
+            return column
+    return None
+
+
+def infer_spec(
+    frame: pd.DataFrame,
+    target: str,
+    *,
+    id_column: str | None = None,
+    time_column: str | None = None,
+    positive_label: str | None = None,
+    exclude: tuple[str, ...] = (),
+    name: str = "dataset",
+) -> DatasetSpec:
+    """Classify every column of `frame` as id, time, target, numeric, categorical, text or ignored."""
+    for column in (target, id_column, time_column, *exclude):
+        if column and column not in frame.columns:
+            raise ValueError(f"column {column!r} not found; columns are {list(frame.columns)}")
+    id_column = id_column or _guess_id(frame.drop(columns=[target]))
+    time_column = time_column or _guess_time(frame, {target, id_column or ""})
+    taken = {target, id_column, time_column, *exclude}
+    numeric: list[str] = []
+    categorical: list[str] = []
+    text: list[str] = []
+    allowed: dict[str, list[str]] = {}
+    ranges: dict[str, Range] = {}
+    for column in frame.columns:
+        if column in taken:
+            continue
+        values = _present(frame[column])
+        if values.empty:
+            continue
+        if _numeric_share(values) >= NUMERIC_SHARE:
+            numeric.append(column)
+            parsed = pd.to_numeric(values.map(_try_number))
+            if (parsed < 0).mean() <= NEGATIVE_AS_ERRORS:
+                ranges[column] = Range(min=0)
+            continue
+        normalised = values.map(normalise_category)
+        distinct = normalised.nunique()
+        if distinct == len(values) and len(values) > 20:
+            continue  # unique per row: an identifier or contact field, not a feature
+        if distinct <= max(MAX_CATEGORIES, int(0.01 * len(values))):
+            categorical.append(column)
+            allowed[column] = _allowed_values(normalised)
+        elif values.astype(str).str.split().str.len().mean() >= MIN_WORDS_FOR_TEXT:
+            text.append(column)
+        else:
+            categorical.append(column)
+    return DatasetSpec(
+        name=name,
+        id_column=id_column,
+        target=target,
+        positive_label=positive_label or _positive_label(frame[target]),
+        time_column=time_column,
+        numeric=numeric,
+        categorical=categorical,
+        text=text,
+        allowed_values=allowed,
+        ranges=ranges,
+    )

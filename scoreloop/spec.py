@@ -1,0 +1,102 @@
+"""The dataset spec: what a table of records must look like before anything trains on or scores it.
+
+A spec is a small YAML file, validated by pydantic, that names the id, target and event-time columns and the
+typed feature lists. Ingestion, training, serving and monitoring all read the same spec.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Range(BaseModel):
+    """Inclusive bounds for a numeric feature; either side may be open."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = None
+    max: float | None = None
+
+    def violation(self, value: float) -> str | None:
+        """Describe how `value` breaks the range, or None when it fits."""
+        if self.min is not None and value < self.min:
+            return f"{value:g} is below the minimum {self.min:g}"
+        if self.max is not None and value > self.max:
+            return f"{value:g} is above the maximum {self.max:g}"
+        return None
+
+
+class DatasetSpec(BaseModel):
+    """Declared shape of a scoring dataset (one row per scored entity)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "dataset"
+    id_column: str | None = None
+    target: str
+    positive_label: str = Field(description="Target value that marks the positive class, e.g. 'yes' or '1'.")
+    time_column: str | None = None
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    text: list[str] = Field(default_factory=list)
+    allowed_values: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Canonical values per categorical feature; close misspellings are mapped onto them.",
+    )
+    ranges: dict[str, Range] = Field(default_factory=dict)
+
+    @property
+    def features(self) -> list[str]:
+        """Model input columns, in the fixed order the model sees them."""
+        return [*self.numeric, *self.categorical, *self.text]
+
+    @property
+    def required_columns(self) -> list[str]:
+        """Columns a training export must contain."""
+        keys = [c for c in (self.id_column, self.time_column) if c]
+        return [*keys, self.target, *self.features]
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> Self:
+        seen: dict[str, str] = {}
+        roles = [("id_column", [self.id_column]), ("target", [self.target]), ("time_column", [self.time_column])]
+        roles += [("numeric", self.numeric), ("categorical", self.categorical), ("text", self.text)]
+        for role, columns in roles:
+            for column in filter(None, columns):
+                if column in seen:
+                    raise ValueError(f"column {column!r} is listed as both {seen[column]} and {role}")
+                seen[column] = role
+        if not self.features:
+            raise ValueError("the spec declares no features: list at least one numeric, categorical or text column")
+        for key, known, kind in (
+            ("allowed_values", self.categorical, "categorical"),
+            ("ranges", self.numeric, "numeric"),
+        ):
+            unknown = sorted(set(getattr(self, key)) - set(known))
+            if unknown:
+                raise ValueError(f"{key} names {unknown}, which are not {kind} features {known}")
+        return self
+
+    @classmethod
+    def load(cls, path: Path) -> DatasetSpec:
+        """Read and validate a spec file; errors name the file and the offending key."""
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read spec {path}: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ValueError(f"spec {path} must be a YAML mapping, got {type(raw).__name__}")
+        return cls.model_validate(raw)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_yaml())
+        return path

@@ -1,0 +1,66 @@
+"""The one adapter around MLflow tracking and the Model Registry: URIs, experiments, aliases, model download."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from scoreloop.model import ScoringModel, load_scoring_model
+from scoreloop.settings import Settings
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def configure(settings: Settings, experiment: str | None = None) -> str:
+    """Point MLflow at the settings' store and make sure the experiment exists; returns its id.
+
+    With the embedded SQLite default, artifacts go under the home rather than the working directory.
+    """
+    settings.ensure_home()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    name = experiment or settings.experiment
+    found = mlflow.get_experiment_by_name(name)
+    if found is None:
+        location = (settings.artifact_root / name).as_uri() if settings.tracking_uri.startswith("sqlite:") else None
+        experiment_id = mlflow.create_experiment(name, artifact_location=location)
+    else:
+        experiment_id = found.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def version_by_alias(name: str, alias: str) -> ModelVersion | None:
+    try:
+        return MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def download_model(name: str, version: str, dst: Path) -> Path:
+    """Copy a registered version's model directory to `dst` (registry URIs only: nothing from a request)."""
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)))
+
+
+def load_version(name: str, version: str) -> ScoringModel:
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_scoring_model(download_model(name, version, Path(tmp)), name, version)
+
+
+def load_registered(settings: Settings, alias: str = CHAMPION) -> ScoringModel:
+    """Load the version that `alias` points to, with its card; a clear error when there is none."""
+    configure(settings)
+    version = version_by_alias(settings.model_name, alias)
+    if version is None:
+        raise LookupError(
+            f"model {settings.model_name!r} has no {alias!r} alias in {settings.tracking_uri}: "
+            "train and promote first (scoreloop train, scoreloop promote)"
+        )
+    return load_version(settings.model_name, version.version)

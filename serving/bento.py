@@ -1,0 +1,58 @@
+"""BentoML adapter: copy the registry's champion into the BentoML model store, then serve or build it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from scoreloop.settings import Settings
+from scoreloop.tracking import CHAMPION, configure, version_by_alias
+
+MODEL_TAG_ENV = "SCORELOOP_BENTO_MODEL"
+SERVICE = "serving.service:Scorer"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def bentoml_env(settings: Settings, tag: str) -> dict[str, str]:
+    """Environment for a BentoML process: its store under the scoreloop home, and which model to serve."""
+    return {**os.environ, "BENTOML_HOME": str(settings.bentoml_home), MODEL_TAG_ENV: tag}
+
+
+def use_bentoml_home(settings: Settings) -> None:
+    """Point this process's BentoML store at the home. BentoML fixes its home on first use, so check it took."""
+    os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    if Path(BentoMLContainer.bentoml_home.get()) != settings.bentoml_home:
+        raise RuntimeError(f"BentoML already uses {BentoMLContainer.bentoml_home.get()}, not {settings.bentoml_home}")
+
+
+def import_champion(settings: Settings) -> str:
+    """Import `models:/NAME@champion` into the BentoML store (once per registry version); returns its tag."""
+    import bentoml
+
+    configure(settings)
+    use_bentoml_home(settings)
+    version = version_by_alias(settings.model_name, CHAMPION)
+    if version is None:
+        raise LookupError(f"model {settings.model_name!r} has no champion: run scoreloop promote first")
+    tag = f"{settings.model_name}:mlflow-v{version.version}"
+    try:
+        bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        bentoml.mlflow.import_model(
+            tag,
+            f"models:/{settings.model_name}/{version.version}",
+            labels={"alias": CHAMPION},
+            metadata={"registered_model": settings.model_name, "version": str(version.version)},
+        )
+    return tag
+
+
+def serve_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
+
+
+def build_command() -> list[str]:
+    return [sys.executable, "-m", "bentoml", "build", str(PROJECT_ROOT)]
