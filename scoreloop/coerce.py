@@ -56,7 +56,7 @@ class Coerced:
 
 
 def is_missing(value: object) -> bool:
-    if value is None:
+    if value is None or value is pd.NA:
         return True
     if isinstance(value, float) and np.isnan(value):
         return True
@@ -120,9 +120,10 @@ def _coerce_numeric(raw: pd.Series, name: str, spec: DatasetSpec) -> tuple[pd.Se
         values = raw.astype(float)
     else:
         missing = _missing_mask(raw)
-        values = pd.to_numeric(raw.where(~missing), errors="coerce").astype(float)
+        # As text, so booleans fail here too; what to_numeric reads as infinite gets parse_number's verdict.
+        values = pd.to_numeric(raw.where(~missing).astype("string"), errors="coerce").astype(float)
         issues = []
-        for pos in np.flatnonzero(values.isna().to_numpy() & ~missing.to_numpy()):
+        for pos in np.flatnonzero(~np.isfinite(values.to_numpy()) & ~missing.to_numpy()):
             try:
                 values.iat[pos] = parse_number(raw.iat[pos])
             except ValueError as exc:

@@ -21,11 +21,16 @@ CHALLENGER = "challenger"
 def configure(settings: Settings, experiment: str | None = None) -> str:
     """Point MLflow at the settings' store and make sure the experiment exists; returns its id.
 
-    With the embedded SQLite default, artifacts go under the home rather than the working directory.
+    With the embedded SQLite default, artifacts go under the home rather than the working directory. Under
+    `mlflow run` (which exports MLFLOW_RUN_ID), the run MLflow opened is used, in its own experiment.
     """
     settings.ensure_home()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(settings.tracking_uri)
+    if run_id := os.environ.get("MLFLOW_RUN_ID"):
+        experiment_id = MlflowClient().get_run(run_id).info.experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)
+        return experiment_id
     name = experiment or settings.experiment
     found = mlflow.get_experiment_by_name(name)
     if found is None:

@@ -44,31 +44,29 @@ def promote(settings: Settings) -> GateDecision:
     if challenger is None:
         raise LookupError(f"model {name!r} has no {CHALLENGER!r}: run scoreloop train first")
     champion = version_by_alias(name, CHAMPION)
-    if champion is not None and champion.version == challenger.version:
-        return GateDecision(
-            False, "challenger is already champion", metric, challenger.version, None, champion.version, None, now
-        )
+    new, old = str(challenger.version), str(champion.version) if champion else None
+    if new == old:
+        return GateDecision(False, "challenger is already champion", metric, new, None, old, None, now)
     holdout_path = mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path=HOLDOUT_ARTIFACT)
     holdout = pd.read_parquet(holdout_path)
-    challenger_value = _holdout_metric(load_version(name, challenger.version), holdout, metric)
-    if champion is None:
-        decision = GateDecision(True, "no champion yet", metric, challenger.version, challenger_value, None, None, now)
+    challenger_value = _holdout_metric(load_version(name, new), holdout, metric)
+    if old is None:
+        decision = GateDecision(True, "no champion yet", metric, new, challenger_value, None, None, now)
     else:
-        champion_value = _holdout_metric(load_version(name, champion.version), holdout, metric)
+        champion_value = _holdout_metric(load_version(name, old), holdout, metric)
         promoted = challenger_value >= champion_value - settings.gate.margin
         verdict = "at least as good as" if promoted else "worse than"
         reason = (
             f"challenger {metric} {challenger_value:.4f} is {verdict} champion {champion_value:.4f} "
             f"(margin {settings.gate.margin}) on the challenger's holdout ({len(holdout)} rows)"
         )
-        decision = GateDecision(
-            promoted, reason, metric, challenger.version, challenger_value, champion.version, champion_value, now
-        )
+        decision = GateDecision(promoted, reason, metric, new, challenger_value, old, champion_value, now)
     _record(name, decision)
     return decision
 
 
 def _record(name: str, decision: GateDecision) -> None:
+    """Tag the challenger version with every figure of the decision; move the alias last, once tags are written."""
     client = MlflowClient()
     for key, value in decision.to_dict().items():
         if value is not None:

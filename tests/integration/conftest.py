@@ -1,0 +1,87 @@
+"""Shared fixtures for integration tests: a temp home with a trained, promoted model, and a live server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+NOT_FEATURES = ("owner_email", "notes", "crm_internal_id")
+
+
+def cli(home: Path, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real `scoreloop` CLI in a subprocess against `home`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SCORELOOP_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "scoreloop", "--home", str(home), *args],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"scoreloop {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home where a messy export was generated, ingested, trained on (3 trials) and promoted."""
+    home = tmp_path_factory.mktemp("home")
+    export, spec, ingested = home / "export.csv", home / "spec.yaml", home / "leads.parquet"
+    cli(home, "data", "generate", "--rows", "4000", "--seed", "3", "--messy", "--covariate-drift", "0.8",
+        "-o", str(export))
+    excluded = [arg for column in NOT_FEATURES for arg in ("--exclude", column)]
+    cli(home, "spec", "infer", str(export), "--target", "converted", *excluded, "-o", str(spec))
+    cli(home, "ingest", str(export), "--spec", str(spec), "-o", str(ingested))
+    cli(home, "train", "--spec", str(spec), "--data", str(ingested), "--trials", "3")
+    cli(home, "promote")
+    return home
+
+
+@pytest.fixture(scope="session")
+def server(trained_home: Path) -> Iterator[str]:
+    """`scoreloop serve` on a free loopback port; yields its base URL and stops the whole process group."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SCORELOOP_"))}
+    log = (trained_home / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scoreloop", "--home", str(trained_home), "serve", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited: {(trained_home / 'serve.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"server not ready: {(trained_home / 'serve.log').read_text()[-3000:]}")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
