@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -156,28 +155,24 @@ def serve(
     host: str = "127.0.0.1",
 ) -> None:
     """Serve the champion with BentoML (POST /score)."""
-    from serving.bento import bentoml_env, import_champion, serve_command
+    from serving.bento import serve as run_server
 
-    settings = _settings(ctx)
+    console.print(f"serving the champion on http://{host}:{port}")
     try:
-        tag = import_champion(settings)
+        raise typer.Exit(run_server(_settings(ctx), host, port))
     except LookupError as exc:
         raise fail(str(exc)) from exc
-    console.print(f"serving {tag} on http://{host}:{port}")
-    raise typer.Exit(subprocess.call(serve_command(host, port), env=bentoml_env(settings, tag)))
 
 
 @app.command()
 def bento(ctx: typer.Context) -> None:
     """Build a bento holding the champion (`bentoml serve scoreloop:latest` serves it)."""
-    from serving.bento import bentoml_env, build_command, import_champion
+    from serving.bento import build
 
-    settings = _settings(ctx)
     try:
-        tag = import_champion(settings)
+        raise typer.Exit(build(_settings(ctx)))
     except LookupError as exc:
         raise fail(str(exc)) from exc
-    raise typer.Exit(subprocess.call(build_command(), env=bentoml_env(settings, tag)))
 
 
 @app.command()

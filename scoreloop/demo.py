@@ -39,10 +39,35 @@ def main(rows: int = 20_000, trials: int = 6) -> None:
     home = settings.ensure_home()
     data = home / "data"
     export, spec, ingested = data / "leads-export.csv", home / "spec.yaml", data / "leads.parquet"
-    run("data", "generate", "--rows", str(rows), "--seed", "7", "--messy", "--covariate-drift", "0.7",
-        "--concept-drift", "0.4", "-o", str(export))
-    run("spec", "infer", str(export), "--target", "converted", "--id", "lead_id", "--time", "created_at",
-        *[arg for column in NOT_FEATURES for arg in ("--exclude", column)], "-o", str(spec))
+    run(
+        "data",
+        "generate",
+        "--rows",
+        str(rows),
+        "--seed",
+        "7",
+        "--messy",
+        "--covariate-drift",
+        "0.7",
+        "--concept-drift",
+        "0.4",
+        "-o",
+        str(export),
+    )
+    run(
+        "spec",
+        "infer",
+        str(export),
+        "--target",
+        "converted",
+        "--id",
+        "lead_id",
+        "--time",
+        "created_at",
+        *[arg for column in NOT_FEATURES for arg in ("--exclude", column)],
+        "-o",
+        str(spec),
+    )
     run("ingest", str(export), "--spec", str(spec), "-o", str(ingested))
     run("train", "--spec", str(spec), "--data", str(ingested), "--trials", str(trials))
     run("promote")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def _read_csv(path: Path) -> RawTable:
     rows: list[list[str]] = []
     records: list[int] = []
     malformed: list[dict] = []
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
     with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
@@ -73,9 +74,16 @@ def _read_csv(path: Path) -> RawTable:
                 records.append(number)
             elif row:
                 reason = f"expected {len(header)} fields, found {len(row)} (line {reader.line_num})"
-                malformed.append({RECORD: number, REASON: reason, RAW_LINE: ",".join(row)})
+                malformed.append({RECORD: number, REASON: reason, RAW_LINE: _as_csv_line(row)})
     frame = pd.DataFrame(rows, columns=header, dtype=object)
     return RawTable(frame, pd.Series(records, dtype=int), pd.DataFrame(malformed, columns=[RECORD, REASON, RAW_LINE]))
+
+
+def _as_csv_line(row: list[str]) -> str:
+    """The record as CSV text again, minimally quoted like most exports, so a field holding a comma stays one."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(row)
+    return buffer.getvalue()
 
 
 def ingest_file(source: Path, spec: DatasetSpec, output: Path) -> IngestReport:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,9 +51,15 @@ def import_champion(settings: Settings) -> str:
     return tag
 
 
-def serve_command(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
+def serve(settings: Settings, host: str, port: int) -> int:
+    """Import the champion and run `bentoml serve` until it exits; returns its exit code."""
+    tag = import_champion(settings)
+    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
+    return subprocess.call(command, env=bentoml_env(settings, tag), cwd=PROJECT_ROOT)
 
 
-def build_command() -> list[str]:
-    return [sys.executable, "-m", "bentoml", "build", str(PROJECT_ROOT)]
+def build(settings: Settings) -> int:
+    """Import the champion and `bentoml build` a bento holding it (bentofile.yaml); returns the exit code."""
+    tag = import_champion(settings)
+    command = [sys.executable, "-m", "bentoml", "build", "--bentofile", "bentofile.yaml", "."]
+    return subprocess.call(command, env=bentoml_env(settings, tag), cwd=PROJECT_ROOT)
