@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     experiment: str = "scoreloop"
     model_name: str = "scoreloop-model"
     optuna_storage: str | None = Field(None, description="Optuna storage URL; default: a journal file in home.")
+    store_url: str | None = Field(None, description="Scoring log + outcomes database URL; default: SQLite in home.")
     train: TrainSettings = Field(default_factory=TrainSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
 
@@ -54,6 +55,10 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """`MLFLOW_TRACKING_URI` wins; otherwise a SQLite store in the home."""
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.home.resolve() / 'mlflow.db'}"
+
+    @property
+    def record_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.home.resolve() / 'records.db'}"
 
     @property
     def artifact_root(self) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from catboost import Pool
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
@@ -44,42 +45,61 @@ def load_rows(data: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, int]:
     return coerced.rows.reset_index(drop=True), len(coerced.reasons()) + len(raw.malformed)
 
 
-def _log_lineage(split: Split, spec: DatasetSpec, data: Path) -> None:
+def _log_lineage(split: Split, spec: DatasetSpec, source: str) -> None:
     """Each slice as an MLflow dataset input (with digest), plus the spec and the time windows."""
     with warnings.catch_warnings():  # MLflow warns about int columns and its own duplicate local-source resolvers
         warnings.simplefilter("ignore", UserWarning)
-        _log_inputs(split, spec, data)
+        _log_inputs(split, spec, source)
     mlflow.log_text(spec.to_yaml(), "spec.yaml")
     mlflow.log_dict(split.windows, "windows.json")
 
 
-def _log_inputs(split: Split, spec: DatasetSpec, data: Path) -> None:
+def _log_inputs(split: Split, spec: DatasetSpec, source: str) -> None:
     for context, frame in (("training", split.train), ("validation", split.valid), ("holdout", split.holdout)):
-        dataset = mlflow.data.from_pandas(frame, source=str(data), targets=spec.target, name=f"{spec.name}-{context}")
+        dataset = mlflow.data.from_pandas(frame, source=source, targets=spec.target, name=f"{spec.name}-{context}")
         mlflow.log_input(dataset, context=context)
 
 
 def train(settings: Settings, spec: DatasetSpec, data: Path, study_name: str | None = None) -> TrainResult:
-    """Tune on an out-of-time split, refit the best params on train+valid, register it as `challenger`."""
-    config = settings.train
+    """Train from a file: see `train_rows`."""
     rows, rejected = load_rows(data, spec)
+    return train_rows(settings, spec, rows, source=str(data), rows_rejected=rejected, study_name=study_name)
+
+
+def train_rows(
+    settings: Settings,
+    spec: DatasetSpec,
+    rows: pd.DataFrame,
+    *,
+    source: str,
+    weights: pd.Series | None = None,
+    rows_rejected: int = 0,
+    study_name: str | None = None,
+) -> TrainResult:
+    """Tune on an out-of-time split, refit the best params on train+valid, register it as `challenger`.
+
+    `rows` are coerced records; `weights` (aligned on their index) weight the training and validation rows,
+    e.g. inverse propensities when the labels were chosen by a previous model.
+    """
+    config = settings.train
     split = time_split(rows, spec, config.valid_fraction, config.holdout_fraction)
     study_name = study_name or f"{settings.model_name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     experiment_id = configure(settings)
     with mlflow.start_run(run_name=study_name, tags={"scoreloop.study": study_name, "scoreloop.role": "study"}) as run:
         mlflow.log_params(
             {
-                "data": str(data),
+                "data": source,
                 "rows": len(rows),
-                "rows_rejected": rejected,
+                "rows_rejected": rows_rejected,
+                "weighted": weights is not None,
                 "trials": config.trials,
                 "seed": config.seed,
                 **{f"window.{k}": v for k, v in split.windows.items()},
             }
         )
-        _log_lineage(split, spec, data)
-        train_pool = make_pool(split.train, spec, split.train[spec.target])
-        valid_pool = make_pool(split.valid, spec, split.valid[spec.target])
+        _log_lineage(split, spec, source)
+        train_pool = _pool(split.train, spec, weights)
+        valid_pool = _pool(split.valid, spec, weights)
         study = tune(settings, study_name, train_pool, valid_pool, run.info.run_id, experiment_id)
         best = study.best_trial
         mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
@@ -88,7 +108,7 @@ def train(settings: Settings, spec: DatasetSpec, data: Path, study_name: str | N
         refit_rows = pd.concat([split.train, split.valid])
         model = fit_catboost(
             best.params,
-            make_pool(refit_rows, spec, refit_rows[spec.target]),
+            _pool(refit_rows, spec, weights),
             None,
             config,
             iterations=best.user_attrs["best_iteration"] + 1,
@@ -118,7 +138,12 @@ def train(settings: Settings, spec: DatasetSpec, data: Path, study_name: str | N
             metadata={CARD_KEY: card.model_dump(mode="json")},
         )
         version = _register(settings.model_name, info.model_uri, run.info.run_id, metrics)
-    return TrainResult(run.info.run_id, settings.model_name, version, study_name, best.params, metrics, rejected)
+    return TrainResult(run.info.run_id, settings.model_name, version, study_name, best.params, metrics, rows_rejected)
+
+
+def _pool(rows: pd.DataFrame, spec: DatasetSpec, weights: pd.Series | None) -> Pool:
+    weight = None if weights is None else weights.loc[rows.index].to_numpy()
+    return make_pool(rows, spec, rows[spec.target], weight)
 
 
 def _register(name: str, model_uri: str, run_id: str, metrics: dict[str, float]) -> str:
