@@ -21,7 +21,7 @@ POSITIVE_TOKENS = frozenset({"1", "1.0", "true", "t", "yes", "y"})
 NEGATIVE_TOKENS = frozenset({"0", "0.0", "false", "f", "no", "n"})
 MISSING_CATEGORY = "__missing__"
 
-_NUMBER = re.compile(r"^([+-]?)\$?\s*(\d[\d,]*(?:\.\d+)?|\.\d+)\s*([kmb%]?)$", re.IGNORECASE)
+_NUMBER = re.compile(r"^([+-]?)\$?\s*((?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:e[+-]?\d+)?)\s*([kmb%]?)$", re.IGNORECASE)
 _SCALE = {"": 1.0, "%": 1.0, "k": 1e3, "m": 1e6, "b": 1e9}
 _CATEGORY_JUNK = re.compile(r"[\s\-/]+")
 
@@ -203,9 +203,8 @@ def _coerce_id(raw: pd.Series, name: str) -> tuple[pd.Series, list[Issue]]:
     values = raw.astype("string").str.strip().astype(object)
     issues = [Issue(int(p), name, "is missing") for p in np.flatnonzero(missing.to_numpy())]
     duplicated = values.duplicated(keep="first") & ~missing
-    first_seen = {v: i for i, v in reversed(list(enumerate(values)))}
     issues += [
-        Issue(int(p), name, f"duplicate id {values.iat[p]!r} (first at row {first_seen[values.iat[p]]})")
+        Issue(int(p), name, f"duplicate id {values.iat[p]!r} (the first row with it was kept)")
         for p in np.flatnonzero(duplicated.to_numpy())
     ]
     return values, issues

@@ -57,7 +57,12 @@ def _positive_label(target: pd.Series) -> str:
     if counts.empty:
         raise ValueError("target column has no values")
     if set(counts.index) <= POSITIVE_TOKENS | NEGATIVE_TOKENS:
-        return str(counts[counts.index.isin(POSITIVE_TOKENS)].idxmax())
+        positives = counts[counts.index.isin(POSITIVE_TOKENS)]
+        if positives.empty:
+            raise ValueError(
+                f"target has only negative values {list(counts.index)}: pass the positive label explicitly"
+            )
+        return str(positives.idxmax())
     if len(counts) != 2:
         raise ValueError(
             f"target has {len(counts)} distinct values {list(counts.index[:10])}: pass the positive label explicitly"
@@ -98,8 +103,8 @@ def infer_spec(
     for column in (target, id_column, time_column, *exclude):
         if column and column not in frame.columns:
             raise ValueError(f"column {column!r} not found; columns are {list(frame.columns)}")
-    id_column = id_column or _guess_id(frame.drop(columns=[target]))
-    time_column = time_column or _guess_time(frame, {target, id_column or ""})
+    id_column = id_column or _guess_id(frame.drop(columns=[target, *exclude]))
+    time_column = time_column or _guess_time(frame, {target, id_column or "", *exclude})
     taken = {target, id_column, time_column, *exclude}
     numeric: list[str] = []
     categorical: list[str] = []
@@ -118,17 +123,19 @@ def infer_spec(
             if (parsed < 0).mean() <= NEGATIVE_AS_ERRORS:
                 ranges[column] = Range(min=0)
             continue
+        if _date_share(values.sample(min(len(values), 500), random_state=0)) >= DATE_SHARE:
+            continue  # another date: not a model feature as it stands (derive e.g. an age from it upstream)
         normalised = values.map(normalise_category)
         distinct = normalised.nunique()
-        if distinct == len(values) and len(values) > 20:
-            continue  # unique per row: an identifier or contact field, not a feature
+        wordy = values.astype(str).str.split().str.len().mean() >= MIN_WORDS_FOR_TEXT
         if distinct <= max(MAX_CATEGORIES, int(0.01 * len(values))):
             categorical.append(column)
             allowed[column] = _allowed_values(normalised)
-        elif values.astype(str).str.split().str.len().mean() >= MIN_WORDS_FOR_TEXT:
+        elif wordy:
             text.append(column)
-        else:
+        elif distinct < len(values) or len(values) <= 20:
             categorical.append(column)
+        # else: unique per row and not prose, an identifier or contact field, not a feature
     return DatasetSpec(
         name=name,
         id_column=id_column,

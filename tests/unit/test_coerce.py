@@ -59,6 +59,8 @@ def _coerce(frame: pd.DataFrame, spec: DatasetSpec | None = None, *, strict: boo
         ("12%", 12.0),
         (" 7 ", 7.0),
         ("2b", 2e9),
+        ("1e5", 100_000.0),  # pandas reads it at ingest, so the API must too
+        ("2.5E-3", 0.0025),
     ],
 )
 def test_parse_number_reads_spreadsheet_forms_exactly(text, expected):
@@ -289,8 +291,8 @@ def test_missing_id_is_rejected():
 def test_duplicate_id_rejects_the_later_row_naming_the_first_position():
     result = _coerce(_frame(4, lead_id=["L1", "L2", " L1", "L1"]))
     assert result.reasons().to_dict() == {
-        2: "lead_id: duplicate id 'L1' (first at row 0)",
-        3: "lead_id: duplicate id 'L1' (first at row 0)",
+        2: "lead_id: duplicate id 'L1' (the first row with it was kept)",
+        3: "lead_id: duplicate id 'L1' (the first row with it was kept)",
     }
     assert result.rows["lead_id"].tolist() == ["L1", "L2"]
 

@@ -87,7 +87,7 @@ def test_rejected_rows_are_quarantined_with_reason_record_and_raw_text(tmp_path)
         "created_at: cannot read '2024-13-45' as a date; revenue: cannot read '12abc' as a number; "
         "converted: is missing",
         "revenue: -5 is below the minimum 0",
-        "lead_id: duplicate id 'L1' (first at row 0)",
+        "lead_id: duplicate id 'L1' (the first row with it was kept)",
         "lead_id: is missing",
     ]
     assert quarantine.loc[0, ["lead_id", "revenue", "industry"]].tolist() == ["L2", "$1,200", "crypto"]
@@ -185,7 +185,7 @@ EXPECTED_REASONS = re.compile(
     r"|[a-z_]+: -?[\d.e+]+ is below the minimum 0"
     r"|created_at: cannot read '.*' as a date"
     r"|(lead_id|converted|created_at): is missing"
-    r"|lead_id: duplicate id '.*' \(first at row \d+\)"
+    r"|lead_id: duplicate id '.*' \(the first row with it was kept\)"
     r"|[a-z_]+: '.*' is not one of \[.*\]"
     r"|expected \d+ fields, found \d+ \(line \d+\)"
 )
