@@ -31,8 +31,8 @@ test-fast: $(STAMP) ## Run the unit tests only
 lint: $(STAMP) ## ruff check
 	$(BIN)/ruff check .
 
-lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
-	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -c lock-constraints.txt -o requirements.lock
 
 clean: ## Remove the venv and the default home
 	rm -rf $(VENV) .scoreloop

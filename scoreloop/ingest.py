@@ -101,7 +101,7 @@ def ingest_file(source: Path, spec: DatasetSpec, output: Path) -> IngestReport:
     coerced.rows.reset_index(drop=True).to_parquet(output, index=False)
     qpath = quarantine_path(output)
     if len(quarantined):
-        quarantined.to_csv(qpath, index=False)
+        quarantined.to_csv(qpath, index=False, quoting=csv.QUOTE_ALL)  # raw values may hold \r or quotes
     else:
         qpath.unlink(missing_ok=True)
     report = IngestReport(

@@ -17,12 +17,14 @@ import pytest
 NOT_FEATURES = ("owner_email", "notes", "crm_internal_id")
 
 
-def cli(home: Path, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real `scoreloop` CLI in a subprocess against `home`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SCORELOOP_"))}
+def cli(
+    home: Path, *args: str, check: bool = True, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the real `scoreloop` CLI in a subprocess against `home` (`env` adds variables to a clean environment)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SCORELOOP_"))}
     result = subprocess.run(
         [sys.executable, "-m", "scoreloop", "--home", str(home), *args],
-        env={**env, "COLUMNS": "200"},
+        env={**clean, "COLUMNS": "200", **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
