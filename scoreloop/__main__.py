@@ -1,5 +1,5 @@
 """`python -m scoreloop` runs the CLI."""
 
-from scoreloop.cli import app
+from scoreloop.cli import run
 
-app()
+run()

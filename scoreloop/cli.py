@@ -40,6 +40,16 @@ def show(title: str, values: dict) -> None:
     console.print(table)
 
 
+def run() -> None:
+    """Console entry point: an expected failure (bad input, missing model, refused credentials, unreachable
+    store) prints one clear line and exits 2 instead of a traceback."""
+    try:
+        app()
+    except (ValueError, LookupError, PermissionError, ConnectionError) as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(2) from None
+
+
 def fail(message: str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code=2)

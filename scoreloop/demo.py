@@ -76,7 +76,7 @@ def main(rows: int = 20_000, trials: int = 6) -> None:
     console.rule("done")
     console.print(
         f"finished in {time.monotonic() - began:.0f} s; everything is under {home}\n"
-        f"  runs and models:  mlflow ui --backend-store-uri {settings.tracking_uri}\n"
+        f"  runs and models:  mlflow ui --backend-store-uri {settings.tracking_uri_redacted}\n"
         f"  drift reports:    {settings.reports_dir}/*/drift.html\n"
         f"  quarantined rows: {data / 'leads.quarantine.csv'}\n"
         f"  serve champion:   .venv/bin/scoreloop serve --port 3000   (POST /score)"

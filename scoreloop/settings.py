@@ -7,10 +7,16 @@ store, reports. Switching a store to a team server is one setting each (a URL).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def redact(url: str) -> str:
+    """`scheme://user:secret@host` -> `scheme://user:***@host`; URLs without credentials are unchanged."""
+    return re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)
 
 
 class TrainSettings(BaseModel):
@@ -55,6 +61,11 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """`MLFLOW_TRACKING_URI` wins; otherwise a SQLite store in the home."""
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.home.resolve() / 'mlflow.db'}"
+
+    @property
+    def tracking_uri_redacted(self) -> str:
+        """The tracking URI safe to print or log: any password in it replaced by ***."""
+        return redact(self.tracking_uri)
 
     @property
     def record_store_url(self) -> str:

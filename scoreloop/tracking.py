@@ -25,6 +25,8 @@ def configure(settings: Settings, experiment: str | None = None) -> str:
     `mlflow run` (which exports MLFLOW_RUN_ID), the run MLflow opened is used, in its own experiment.
     """
     settings.ensure_home()
+    if os.environ.get("MLFLOW_TRACKING_USERNAME") and not os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        raise PermissionError("MLFLOW_TRACKING_USERNAME is set but MLFLOW_TRACKING_PASSWORD is empty: refusing")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(settings.tracking_uri)
     if run_id := os.environ.get("MLFLOW_RUN_ID"):
@@ -32,7 +34,15 @@ def configure(settings: Settings, experiment: str | None = None) -> str:
         mlflow.set_experiment(experiment_id=experiment_id)
         return experiment_id
     name = experiment or settings.experiment
-    found = mlflow.get_experiment_by_name(name)
+    try:
+        found = mlflow.get_experiment_by_name(name)
+    except MlflowException as exc:
+        if exc.get_http_status_code() in (401, 403):
+            raise PermissionError(
+                f"the tracking server {settings.tracking_uri_redacted} refused access ({exc.error_code}): "
+                "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD for an account allowed to use it"
+            ) from exc
+        raise
     if found is None:
         location = (settings.artifact_root / name).as_uri() if settings.tracking_uri.startswith("sqlite:") else None
         experiment_id = mlflow.create_experiment(name, artifact_location=location)
@@ -65,7 +75,7 @@ def load_registered(settings: Settings, alias: str = CHAMPION) -> ScoringModel:
     version = version_by_alias(settings.model_name, alias)
     if version is None:
         raise LookupError(
-            f"model {settings.model_name!r} has no {alias!r} alias in {settings.tracking_uri}: "
+            f"model {settings.model_name!r} has no {alias!r} alias in {settings.tracking_uri_redacted}: "
             "train and promote first (scoreloop train, scoreloop promote)"
         )
     return load_version(settings.model_name, version.version)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,10 +22,9 @@ def cli(
     home: Path, *args: str, check: bool = True, timeout: float = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Run the real `scoreloop` CLI in a subprocess against `home` (`env` adds variables to a clean environment)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SCORELOOP_"))}
     result = subprocess.run(
         [sys.executable, "-m", "scoreloop", "--home", str(home), *args],
-        env={**clean, "COLUMNS": "200", **(env or {})},
+        env=clean_env(COLUMNS="200", **(env or {})),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -55,35 +55,45 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without MLflow/scoreloop settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SCORELOOP_"))}
+    return {**env, **extra}
+
+
+@contextmanager
+def running(command: list[str], ready_url: str, log_path: Path, env: dict[str, str], timeout: float = 120):
+    """Start `command` in its own process group, wait until `ready_url` answers 200, stop the group after."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError(f"{command[:4]} exited {process.returncode}: {log_path.read_text()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{command[:4]} not ready: {log_path.read_text()[-3000:]}")
+                try:
+                    if httpx.get(ready_url, timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.5)
+            yield process
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+
+
 @pytest.fixture(scope="session")
 def server(trained_home: Path) -> Iterator[str]:
     """`scoreloop serve` on a free loopback port; yields its base URL and stops the whole process group."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SCORELOOP_"))}
-    log = (trained_home / "serve.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scoreloop", "--home", str(trained_home), "serve", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"server exited: {(trained_home / 'serve.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise AssertionError(f"server not ready: {(trained_home / 'serve.log').read_text()[-3000:]}")
+    url = f"http://127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "scoreloop", "--home", str(trained_home), "serve", "--port", url.rsplit(":", 1)[1]]
+    with running(command, f"{url}/readyz", trained_home / "serve.log", clean_env()):
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()

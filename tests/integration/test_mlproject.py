@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.integration.conftest import cli
+from tests.integration.conftest import clean_env, cli
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[2]
@@ -18,12 +18,12 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 def mlflow_run(home: Path, entry: str, **params: str) -> None:
     args = [arg for key, value in {**params, "home": str(home)}.items() for arg in ("-P", f"{key}={value}")]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SCORELOOP_"))}
+    env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `--env-manager local`: our venv
     result = subprocess.run(
         [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", entry, "--env-manager", "local",
          "--experiment-name", "scoreloop", *args],
-        cwd=home, env={**env, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"},
+        cwd=home, env=env,
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr

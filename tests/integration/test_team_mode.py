@@ -7,20 +7,17 @@ throwaway PostgreSQL and sets it.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from scoreloop.store import Outcome, RecordStore
-from tests.integration.conftest import cli, free_port
+from tests.integration.conftest import clean_env, cli, free_port, running
 
 PG = os.environ.get("SCORELOOP_TEST_PG", "")
 pytestmark = [
@@ -33,31 +30,13 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` with a PostgreSQL backend store and artifacts served from a local folder."""
-    artifacts = tmp_path_factory.mktemp("served-artifacts")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"{PG}/mlflow",
-         "--artifacts-destination", str(artifacts), "--serve-artifacts", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "mlflow server exited"
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError("mlflow server did not become healthy")
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    url = f"http://127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"{PG}/mlflow",
+               "--artifacts-destination", str(folder / "artifacts"), "--serve-artifacts", "--host", "127.0.0.1",
+               "--port", url.rsplit(":", 1)[1], "--workers", "1"]
+    with running(command, f"{url}/health", folder / "server.log", clean_env()):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_train_and_promote_against_a_postgres_backed_server(mlflow_server: str, tmp_path: Path) -> None:
