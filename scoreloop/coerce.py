@@ -7,6 +7,7 @@ everywhere. Every check reports *which* row and field failed and why; nothing is
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -68,14 +69,21 @@ def parse_number(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"cannot read {value!r} as a number")
     if isinstance(value, int | float | np.integer | np.floating):
-        return float(value)
-    text = str(value).strip()
-    match = _NUMBER.match(text)
-    if not match:
-        raise ValueError(f"cannot read {text!r} as a number")
-    sign, digits, suffix = match.groups()
-    number = round(float(digits.replace(",", "")) * _SCALE[suffix.lower()], 6)  # 1.234 * 1e6 is not exact
-    return -number if sign == "-" else number
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+    else:
+        text = str(value).strip()
+        match = _NUMBER.match(text)
+        if not match:
+            raise ValueError(f"cannot read {text[:40]!r} as a number")
+        sign, digits, suffix = match.groups()
+        number = round(float(digits.replace(",", "")) * _SCALE[suffix.lower()], 6)  # 1.234 * 1e6 is not exact
+        number = -number if sign == "-" else number
+    if not math.isfinite(number):
+        raise ValueError(f"{str(value)[:40]!r} is not a finite number")
+    return number
 
 
 def normalise_category(value: object) -> str:

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from scoreloop.coerce import coerce_frame, parse_number, read_category, read_number
@@ -62,6 +62,9 @@ def test_every_row_is_accepted_or_quarantined_with_a_reason(rows: list[dict]) ->
 
 
 @given(st.one_of(st.text(), st.floats(), st.integers(), st.booleans(), st.none()))
+@example(float("inf"))
+@example(10**400)
+@example("1e400")
 def test_scalar_readers_raise_only_value_errors(value: object) -> None:
     try:
         number = read_number(value, Range(min=0))
