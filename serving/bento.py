@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mlflow import MlflowClient
+
 from scoreloop.settings import Settings
 from scoreloop.tracking import CHAMPION, configure, version_by_alias
 
@@ -16,8 +18,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def bentoml_env(settings: Settings, tag: str) -> dict[str, str]:
-    """Environment for a BentoML process: its store under the scoreloop home, and which model to serve."""
-    return {**os.environ, "BENTOML_HOME": str(settings.bentoml_home), MODEL_TAG_ENV: tag}
+    """Environment for a BentoML process: its store under the scoreloop home, the home itself (the record store
+    lives there), and which model to serve."""
+    home = str(settings.home.resolve())
+    return {**os.environ, "BENTOML_HOME": str(settings.bentoml_home), "SCORELOOP_HOME": home, MODEL_TAG_ENV: tag}
 
 
 def use_bentoml_home(settings: Settings) -> None:
@@ -46,9 +50,26 @@ def import_champion(settings: Settings) -> str:
             tag,
             f"models:/{settings.model_name}/{version.version}",
             labels={"alias": CHAMPION},
-            metadata={"registered_model": settings.model_name, "version": str(version.version)},
+            metadata={
+                "registered_model": settings.model_name,
+                "version": str(version.version),
+                "validation_metrics": validation_metrics(version.run_id),
+            },
         )
     return tag
+
+
+def validation_metrics(run_id: str) -> dict[str, float]:
+    """The validation metrics of the trial whose parameters were refit (the study run's `valid_*` otherwise)."""
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    trial = run.data.tags.get("scoreloop.best_trial_run_id")
+    metrics = client.get_run(trial).data.metrics if trial else run.data.metrics
+    return {
+        name.removeprefix("best_").removeprefix("valid_"): value
+        for name, value in metrics.items()
+        if name.startswith(("valid_", "best_valid_"))
+    }
 
 
 def serve(settings: Settings, host: str, port: int) -> int:

@@ -1,54 +1,224 @@
 """Request and response models generated from the dataset spec, so the API contract is the spec.
 
-Validators call the same coercion functions as ingestion: `"$1,200"` and `"N/A"` mean the same in a request as
-in an export. A value that cannot be read fails validation, which BentoML answers with a 400 naming the record
-index and the field.
+A request's records are parsed by pydantic as plain JSON values, then read a column at a time by
+`serving.records` (the same coercion functions as ingestion: `"$1,200"` and `"N/A"` mean the same in a request as
+in an export). Problems become one pydantic `ValidationError` whose locations name the record index and the field,
+which BentoML answers with a 400. `record_model` documents one record for `/docs` and `/metadata`.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import partial
+from http import HTTPStatus
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+import numpy as np
+from bentoml.exceptions import BentoMLException
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from scoreloop.coerce import read_category, read_number
+from scoreloop.coerce import Issue
 from scoreloop.spec import DatasetSpec
+from serving.records import ID_MAX_LENGTH, REQUIRED, input_fields, read_columns
+
+Loc = tuple[int | str, ...]
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+class TooManyRecords(BentoMLException):
+    """A request larger than the configured maximum: 413, before any record is read."""
+
+    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
 def record_model(spec: DatasetSpec) -> type[BaseModel]:
-    """A pydantic model of one record to score: every feature optional (missing is scored), unknown fields refused."""
+    """One record as the API documents it: every feature optional unless the spec requires it."""
     fields: dict[str, Any] = {}
     for name in spec.numeric:
-        validator = BeforeValidator(partial(read_number, bounds=spec.ranges.get(name)))
-        fields[name] = (Annotated[float | None, validator], Field(None, description=_describe(spec, name)))
-    for name in spec.categorical:
-        validator = BeforeValidator(partial(read_category, allowed=tuple(spec.allowed_values.get(name, ()))))
-        fields[name] = (Annotated[str | None, validator], Field(None, description=_describe(spec, name)))
-    for name in [*spec.text, *filter(None, [spec.id_column])]:
-        fields[name] = (Annotated[str | None, BeforeValidator(_text)], Field(None))
-    return create_model("Record", __config__=ConfigDict(extra="forbid", str_strip_whitespace=True), **fields)
+        fields[name] = (float | str | None, _field(spec, name))
+    for name in [*spec.categorical, *spec.text]:
+        fields[name] = (str | None, _field(spec, name))
+    if spec.id_column:
+        fields[spec.id_column] = (str | int | None, Field(None, description="Echoed back as `id`; logged."))
+    return create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
 
 
-def _describe(spec: DatasetSpec, name: str) -> str:
+def _field(spec: DatasetSpec, name: str) -> Any:
     if name in spec.allowed_values:
-        return f"one of {spec.allowed_values[name]} (case-insensitive; unseen values are scored)"
-    bounds = spec.ranges.get(name)
-    if bounds is None:
-        return "a number; '$1,200', '1.2k' and 'N/A' are read too"
-    return f"a number in [{bounds.min}, {bounds.max}]; '$1,200', '1.2k' and 'N/A' are read too"
+        what = f"one of {spec.allowed_values[name]} (case-insensitive; close misspellings mapped, unseen values scored)"
+    elif name in spec.text:
+        what = "free text"
+    elif (bounds := spec.ranges.get(name)) is not None:
+        what = f"a number in [{bounds.min}, {bounds.max}]; '$1,200', '1.2k' and 'N/A' are read too"
+    else:
+        what = "a number; '$1,200', '1.2k' and 'N/A' are read too"
+    if name in spec.required:
+        return Field(description=f"Required: {what}.")
+    return Field(None, description=f"{what[0].upper()}{what[1:]}; missing is scored.")
+
+
+def records_type(spec: DatasetSpec, max_records: int) -> Any:
+    """The `records` argument: a list of record objects (or one object), validated into typed rows."""
+    schema = record_model(spec).model_json_schema()
+    return Annotated[
+        list[dict[str, Any]] | dict[str, Any],
+        AfterValidator(partial(check_records, spec=spec, max_records=max_records)),
+        WithJsonSchema({"anyOf": [{"type": "array", "items": schema, "maxItems": max_records}, schema]}),
+    ]
+
+
+def columns_type(spec: DatasetSpec, max_records: int) -> Any:
+    """The `columns` argument: one equally long list of values per field, validated into typed rows."""
+    properties = {name: {"type": "array", **spec_of} for name, spec_of in _property_schemas(spec).items()}
+    return Annotated[
+        dict[str, list[Any]],
+        AfterValidator(partial(check_columns, spec=spec, max_records=max_records)),
+        WithJsonSchema({"type": "object", "properties": properties, "additionalProperties": False}),
+    ]
+
+
+def _property_schemas(spec: DatasetSpec) -> dict[str, dict]:
+    """Each field's JSON schema as the items of a column."""
+    properties = record_model(spec).model_json_schema()["properties"]
+    return {name: {"items": _without(prop, "default", "title")} for name, prop in properties.items()}
+
+
+def _without(schema: dict, *keys: str) -> dict:
+    return {k: v for k, v in schema.items() if k not in keys}
+
+
+def check_records(value: list[dict[str, Any]] | dict[str, Any], spec: DatasetSpec, max_records: int) -> np.ndarray:
+    """Records -> typed rows; a 413 above `max_records`; a ValidationError naming every (index, field) at fault.
+
+    Fields the spec does not declare are refused: a typo would otherwise be scored as a missing value.
+    """
+    records = [value] if isinstance(value, dict) else value
+    _check_size(len(records), max_records)
+    known = set(input_fields(spec))
+    errors = [_extra((i, name), record[name]) for i, record in enumerate(records) for name in record.keys() - known]
+    columns = {name: [record.get(name) for record in records] for name in known}
+    checked = read_columns(columns, len(records), spec)
+    errors += [_error(issue, (issue.row, issue.field), _raw(columns, issue)) for issue in checked.issues]
+    _raise_if_any(sorted(errors, key=lambda error: error["loc"][0]))
+    return checked.rows
+
+
+def check_columns(value: dict[str, list[Any]], spec: DatasetSpec, max_records: int) -> np.ndarray:
+    """Columns -> typed rows, as `check_records`; locations are (field, index)."""
+    known = set(input_fields(spec))
+    errors = [_extra((name,), values) for name, values in value.items() if name not in known]
+    lengths = {name: len(values) for name, values in value.items() if name in known}
+    size = max(lengths.values(), default=0)
+    _check_size(size, max_records)
+    uneven = f"has {{}} values where the longest column has {size}"
+    errors += [_value_error((name,), uneven.format(n), None) for name, n in lengths.items() if n != size]
+    _raise_if_any(errors)
+    checked = read_columns(value, size, spec)
+    _raise_if_any([_error(issue, (issue.field, issue.row), _raw(value, issue)) for issue in checked.issues])
+    return checked.rows
+
+
+def _raw(columns: dict[str, list[Any]], issue: Issue) -> Any:
+    return columns[issue.field][issue.row] if issue.field in columns else None
+
+
+def _check_size(size: int, max_records: int) -> None:
+    if size > max_records:
+        raise TooManyRecords(
+            f"a request may carry at most {max_records} records, this one has {size}: split it, or score files "
+            "with `scoreloop score`"
+        )
+
+
+def _error(issue: Issue, loc: Loc, raw: Any) -> InitErrorDetails:
+    if issue.message == REQUIRED:
+        return InitErrorDetails(type="missing", loc=loc, input=raw)
+    return _value_error(loc, issue.message, raw)
+
+
+def _value_error(loc: Loc, message: str, raw: Any) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("value_error", "Value error, {reason}", {"reason": message}), loc=loc, input=raw
+    )
+
+
+def _extra(loc: Loc, raw: Any) -> InitErrorDetails:
+    return InitErrorDetails(type="extra_forbidden", loc=loc, input=raw)
+
+
+def _raise_if_any(errors: list[InitErrorDetails]) -> None:
+    if errors:
+        raise ValidationError.from_exception_data("Records", errors)
 
 
 class Scored(BaseModel):
     """One scored record."""
 
     id: str | None = Field(None, description="The record's id, when the request carried one.")
-    probability: float = Field(description="Calibrated-by-training probability of the positive outcome.")
-    score: int = Field(ge=0, le=100, description="Percentile of the probability among validation records.")
+    probability: float = Field(description="Probability of the positive label.")
+    score: int = Field(ge=0, le=100, description="Percentile of the probability among the holdout records.")
     tier: str = Field(description="Tier from cut-offs fixed at training time (A best).")
+    model: str = Field(description="Registered model name.")
+    version: str = Field(description="Registered model version.")
+
+
+class ScoredColumns(BaseModel):
+    """Scored records as columns, in request order."""
+
+    id: list[str | None]
+    probability: list[float]
+    score: list[int]
+    tier: list[str]
+    model: list[str]
+    version: list[str]
+
+
+class Reason(BaseModel):
+    """One feature's part in a record's probability."""
+
+    feature: str
+    value: float | str | None = Field(description="The value as the model read it (after coercion).")
+    log_odds: float = Field(description="CatBoost's SHAP value: the feature's signed contribution to the log-odds.")
+    points: float = Field(
+        description="Percentage points of probability this feature moved the record away from the baseline."
+    )
+    text: str = Field(description="The reason in words.")
+
+
+class Explained(Scored):
+    """A scored record with the reasons behind its probability."""
+
+    baseline: float = Field(description="Probability before any feature is seen (the model's expected output).")
+    reasons: list[Reason] = Field(description="The features that moved the probability most, largest first.")
+    other_points: float = Field(description="Points of all the other features: baseline + all points = probability.")
+
+
+class Outcome(BaseModel):
+    """What happened to a scored record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=ID_MAX_LENGTH, description="The id the record was scored with.")
+    converted: bool = Field(description="Whether the positive outcome happened.")
+    at: datetime | None = Field(None, description="When it happened (ISO 8601; no offset means UTC).")
+
+
+class Stored(BaseModel):
+    """Outcomes committed to the record store."""
+
+    stored: int
+
+
+class Metadata(BaseModel):
+    """What is being served and how to call it."""
+
     model: str
     version: str
+    run_id: str | None
+    windows: dict[str, str] = Field(description="ISO bounds of the train/valid/holdout slices.")
+    metrics: dict[str, dict[str, float]] = Field(description="Validation and holdout metrics.")
+    tier_cutoffs: dict[str, float] = Field(description="Tier -> lowest probability in it; below the last: 'D'.")
+    score_scale: str
+    max_records: int
+    required: list[str]
+    input_schema: dict[str, Any] = Field(description="JSON schema of one record.")

@@ -1,4 +1,10 @@
-"""The promotion gate: the challenger replaces the champion only if it does at least as well on the same holdout."""
+"""The promotion gate and rollback: the champion alias moves only through recorded decisions.
+
+The gate re-scores champion and challenger on the same records, the newer of their two holdouts, and promotes
+only when the challenger wins on the primary metric by the configured margin and is not worse calibrated (ECE)
+than the champion by more than the tolerance. Every decision is written as `gate.*` tags on the challenger version
+and appended to the model's history (see `training.history`) before the alias moves.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,15 @@ from datetime import UTC, datetime
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
-from scoreloop.model import ScoringModel
-from scoreloop.settings import Settings
+from scoreloop.settings import GateSettings, Settings
 from scoreloop.tracking import CHALLENGER, CHAMPION, configure, load_version, version_by_alias
-from training.metrics import binary_metrics
+from training.history import PROMOTED, REFUSED, ROLLED_BACK, champion_line, read_history, record_decision
+from training.metrics import evaluate, improvement
 from training.train import HOLDOUT_ARTIFACT
+
+ROLLED_BACK_TAG = "scoreloop.rolled_back"
 
 
 @dataclass(frozen=True)
@@ -26,50 +35,175 @@ class GateDecision:
     champion_version: str | None
     champion_value: float | None
     decided_at: str
+    challenger_ece: float | None = None
+    champion_ece: float | None = None
+    margin: float | None = None
+    ece_tolerance: float | None = None
+    holdout: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _holdout_metric(model: ScoringModel, holdout: pd.DataFrame, metric: str) -> float:
-    return binary_metrics(holdout[model.spec.target], model.predict_proba(holdout))[metric]
+def judge(
+    metric: str, challenger: dict[str, float], champion: dict[str, float], gate: GateSettings
+) -> tuple[bool, str]:
+    """Does the challenger win by `gate.margin` on `metric` and stay within `gate.ece_tolerance` of the champion's
+    ECE? Returns the verdict and a reason that carries every figure."""
+    gain = improvement(metric, challenger[metric], champion[metric])
+    ece_gap = challenger["ece"] - champion["ece"]
+    wins, calibrated = gain >= gate.margin, ece_gap <= gate.ece_tolerance
+    return wins and calibrated, (
+        f"{metric}: challenger {challenger[metric]:.4f} vs champion {champion[metric]:.4f}, improvement {gain:+.4f} "
+        f"{'meets' if wins else 'misses'} the margin {gate.margin:g}; "
+        f"ECE: challenger {challenger['ece']:.4f} vs champion {champion['ece']:.4f}, {ece_gap:+.4f} "
+        f"{'within' if calibrated else 'beyond'} the tolerance {gate.ece_tolerance:g}"
+    )
 
 
 def promote(settings: Settings) -> GateDecision:
-    """Re-score champion and challenger on the challenger's holdout; move `champion` if the challenger is not worse
-    by more than the gate margin. The decision and its figures are recorded as tags on the challenger version."""
+    """Run the gate on the current challenger; move `champion` to it when it passes. Every decision is recorded."""
     configure(settings)
-    name, metric, now = settings.model_name, settings.gate.metric, datetime.now(UTC).isoformat()
+    client, name, gate = MlflowClient(), settings.model_name, settings.gate
+    now = datetime.now(UTC).isoformat()
     challenger = version_by_alias(name, CHALLENGER)
     if challenger is None:
         raise LookupError(f"model {name!r} has no {CHALLENGER!r}: run scoreloop train first")
     champion = version_by_alias(name, CHAMPION)
     new, old = str(challenger.version), str(champion.version) if champion else None
+    base = {
+        "metric": gate.metric,
+        "challenger_version": new,
+        "champion_version": old,
+        "decided_at": now,
+        "margin": gate.margin,
+        "ece_tolerance": gate.ece_tolerance,
+    }
     if new == old:
-        return GateDecision(False, "challenger is already champion", metric, new, None, old, None, now)
-    holdout_path = mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path=HOLDOUT_ARTIFACT)
-    holdout = pd.read_parquet(holdout_path)
-    challenger_value = _holdout_metric(load_version(name, new), holdout, metric)
+        return GateDecision(False, "challenger is already champion", challenger_value=None, champion_value=None, **base)
+    if ROLLED_BACK_TAG in challenger.tags:
+        reason = f"version {new} was rolled back ({challenger.tags[ROLLED_BACK_TAG]}): train a new challenger"
+        decision = GateDecision(False, reason, challenger_value=None, champion_value=None, **base)
+        return _record(client, name, decision)
+    holdout_run, holdout = _newest_holdout(client, challenger, champion)
+    described = f"run {holdout_run} ({len(holdout)} rows)"
+    scores = _score(name, new, holdout, settings)
     if old is None:
-        decision = GateDecision(True, "no champion yet", metric, new, challenger_value, None, None, now)
-    else:
-        champion_value = _holdout_metric(load_version(name, old), holdout, metric)
-        promoted = challenger_value >= champion_value - settings.gate.margin
-        verdict = "at least as good as" if promoted else "worse than"
-        reason = (
-            f"challenger {metric} {challenger_value:.4f} is {verdict} champion {champion_value:.4f} "
-            f"(margin {settings.gate.margin}) on the challenger's holdout ({len(holdout)} rows)"
+        decision = GateDecision(
+            True,
+            "no champion yet",
+            challenger_value=scores[gate.metric],
+            champion_value=None,
+            challenger_ece=scores["ece"],
+            holdout=described,
+            **base,
         )
-        decision = GateDecision(promoted, reason, metric, new, challenger_value, old, champion_value, now)
-    _record(name, decision)
-    return decision
+        return _record(client, name, decision)
+    champion_scores = _score(name, old, holdout, settings)
+    promoted, reason = judge(gate.metric, scores, champion_scores, gate)
+    decision = GateDecision(
+        promoted,
+        f"{reason} on the holdout of {described}",
+        challenger_value=scores[gate.metric],
+        champion_value=champion_scores[gate.metric],
+        challenger_ece=scores["ece"],
+        champion_ece=champion_scores["ece"],
+        holdout=described,
+        **base,
+    )
+    return _record(client, name, decision)
 
 
-def _record(name: str, decision: GateDecision) -> None:
-    """Tag the challenger version with every figure of the decision; move the alias last, once tags are written."""
-    client = MlflowClient()
+def _score(name: str, version: str, holdout: pd.DataFrame, settings: Settings) -> dict[str, float]:
+    model = load_version(name, version)
+    config = settings.train
+    return evaluate(holdout[model.spec.target], model.predict_proba(holdout), config.top_k, config.calibration_bins)
+
+
+def _newest_holdout(
+    client: MlflowClient, challenger: ModelVersion, champion: ModelVersion | None
+) -> tuple[str, pd.DataFrame]:
+    """The holdout slice that ends latest of the two models' (the challenger's when they cannot be compared, e.g.
+    without a time column)."""
+    run_ids = [challenger.run_id] + ([champion.run_id] if champion else [])
+    ends = {}
+    for run_id in run_ids:
+        params = client.get_run(run_id).data.params
+        if params.get("window.order", "").startswith("row order"):
+            ends = {}
+            break
+        ends[run_id] = pd.Timestamp(params["window.holdout_end"])
+    chosen = max(run_ids, key=lambda run_id: ends[run_id]) if ends else challenger.run_id
+    path = mlflow.artifacts.download_artifacts(run_id=chosen, artifact_path=HOLDOUT_ARTIFACT)
+    return chosen, pd.read_parquet(path)
+
+
+def _record(client: MlflowClient, name: str, decision: GateDecision) -> GateDecision:
+    """Tag the challenger version with every figure, append the decision to the history, then move the alias."""
     for key, value in decision.to_dict().items():
         if value is not None:
             client.set_model_version_tag(name, decision.challenger_version, f"gate.{key}", str(value))
+    after = decision.challenger_version if decision.promoted else decision.champion_version
+    record_decision(
+        client,
+        name,
+        PROMOTED if decision.promoted else REFUSED,
+        champion_before=decision.champion_version,
+        champion_after=after,
+        challenger=decision.challenger_version,
+        metric=decision.metric,
+        challenger_value=decision.challenger_value,
+        champion_value=decision.champion_value,
+        challenger_ece=decision.challenger_ece,
+        champion_ece=decision.champion_ece,
+        reason=decision.reason,
+    )
     if decision.promoted:
         client.set_registered_model_alias(name, CHAMPION, decision.challenger_version)
+    return decision
+
+
+def history(settings: Settings) -> list[dict]:
+    """Every recorded decision for the settings' model, oldest first."""
+    configure(settings)
+    return read_history(MlflowClient(), settings.model_name)
+
+
+def rollback(settings: Settings, to_version: str | None = None, reason: str | None = None) -> dict:
+    """Give `champion` back to the previous champion (or to `to_version`), mark the demoted version as rolled back
+    (the gate will not promote it again) and record the decision; returns the history entry."""
+    configure(settings)
+    client, name = MlflowClient(), settings.model_name
+    current = version_by_alias(name, CHAMPION)
+    if current is None:
+        raise LookupError(f"model {name!r} has no {CHAMPION!r} to roll back")
+    demoted = str(current.version)
+    target = str(to_version).removeprefix("v") if to_version else _previous_champion(client, name, demoted)
+    if target == demoted:
+        raise LookupError(f"version {target} is already the champion")
+    if ROLLED_BACK_TAG in client.get_model_version(name, target).tags:  # raises when the version does not exist
+        client.delete_model_version_tag(name, target, ROLLED_BACK_TAG)  # named explicitly: trusted again
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    client.set_model_version_tag(name, demoted, ROLLED_BACK_TAG, f"at {at}, champion returned to version {target}")
+    entry = record_decision(
+        client,
+        name,
+        ROLLED_BACK,
+        champion_before=demoted,
+        champion_after=target,
+        reason=reason or f"rollback from version {demoted} to version {target}",
+    )
+    client.set_registered_model_alias(name, CHAMPION, target)
+    return entry
+
+
+def _previous_champion(client: MlflowClient, name: str, current: str) -> str:
+    line = champion_line(read_history(client, name))
+    if not line or line[-1] != current:
+        raise LookupError(
+            f"the recorded history ends with champion {line[-1] if line else 'none'}, but version {current} is "
+            "champion (the alias was moved outside scoreloop): name the version with --to"
+        )
+    if len(line) < 2:
+        raise LookupError(f"version {current} is the first recorded champion: there is nothing to roll back to")
+    return line[-2]

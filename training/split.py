@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from scoreloop.spec import DatasetSpec
@@ -51,3 +52,8 @@ def time_split(rows: pd.DataFrame, spec: DatasetSpec, valid_fraction: float, hol
     }
     windows["order"] = column or "row order (artificial: the data has no time column)"
     return Split(windows=windows, **parts)
+
+
+def slice_weights(rows: pd.DataFrame, weights: pd.Series | None) -> np.ndarray | None:
+    """The weights of `rows` (aligned on their index), or None when training is unweighted."""
+    return None if weights is None else weights.loc[rows.index].to_numpy(dtype=float)

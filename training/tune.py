@@ -1,42 +1,140 @@
-"""Optuna tuning of CatBoost: one study, each trial a nested MLflow child run under the study's parent run."""
+"""Optuna tuning of CatBoost: one persistent study, pruned trials, 1..N worker processes, each trial a child run.
+
+Studies live in the Optuna storage (a journal file in the home, or `SCORELOOP_OPTUNA_STORAGE`), so running again
+with the same study name adds trials to it; the study remembers the data digest and objective settings it was
+started with and refuses to continue on anything else.
+
+Reproducibility: with one worker the same seed, data and settings give the same trials, pruning decisions and best
+parameters (seeded TPE, deterministic median pruner, CatBoost's fixed seed and thread count). With N workers, which
+history a trial is sampled from depends on timing, so trial sequences (and possibly the best parameters) vary
+between runs; each worker samples from its own seed stream so that no two propose the same first trials.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
+import numpy as np
 import optuna
+import pandas as pd
 from catboost import CatBoostClassifier, Pool
+from optuna_integration import CatBoostPruningCallback
 
-from scoreloop.settings import Settings, TrainSettings
+from scoreloop.model import make_pool, model_frame
+from scoreloop.settings import SearchSpace, Settings, TrainSettings
+from scoreloop.spec import DatasetSpec
 from training.metrics import binary_metrics
+from training.trial_runs import TrialRuns
+
+OBJECTIVE_ATTR = "scoreloop.objective"
+PRUNING_METRIC = "AUC"
 
 
-def suggest_params(trial: optuna.Trial) -> dict:
-    """The search space: ranges that suit tabular business data of thousands to millions of rows."""
+@dataclass(frozen=True)
+class TuningData:
+    """The train and validation slices with their weights; picklable, so worker processes rebuild the same pools."""
+
+    spec: DatasetSpec
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    train_weight: np.ndarray | None = None
+    valid_weight: np.ndarray | None = None
+
+    def pools(self) -> tuple[Pool, Pool]:
+        target = self.spec.target
+        return (
+            make_pool(self.train, self.spec, self.train[target], self.train_weight),
+            make_pool(self.valid, self.spec, self.valid[target], self.valid_weight),
+        )
+
+    def digest(self) -> str:
+        """A content hash of exactly what the trials see: features, labels and weights of both slices."""
+        sha = hashlib.sha256()
+        for rows, weight in ((self.train, self.train_weight), (self.valid, self.valid_weight)):
+            frame = model_frame(rows, self.spec).assign(_target=rows[self.spec.target].to_numpy())
+            sha.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+            if weight is not None:
+                sha.update(np.asarray(weight, dtype=float).tobytes())
+        return sha.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """The study (all its trials, from every session) and the trials this session added."""
+
+    study: optuna.Study
+    trials: list[optuna.trial.FrozenTrial]
+    seconds: float
+
+    def count(self, state: str) -> int:
+        """How many of this session's trials ended in `state` ('complete', 'pruned', 'fail')."""
+        return sum(trial.state.name.lower() == state for trial in self.trials)
+
+
+@dataclass(frozen=True)
+class TuningJob:
+    """One worker's share of a tuning session (picklable)."""
+
+    settings: Settings
+    study_name: str
+    data: TuningData
+    parent_run_id: str
+    experiment_id: str
+    tracking_uri: str
+    worker: int
+    trials: int
+    threads: int
+
+
+def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict:
+    """One point of the declared search space."""
     return {
-        "depth": trial.suggest_int("depth", 4, 8),
-        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
-        "l2_leaf_reg": trial.suggest_float("l2_leaf_reg", 1.0, 20.0, log=True),
-        "border_count": trial.suggest_categorical("border_count", [64, 128, 254]),
-        "one_hot_max_size": trial.suggest_categorical("one_hot_max_size", [2, 10]),
+        "depth": trial.suggest_int("depth", *space.depth),
+        "learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
+        "l2_leaf_reg": trial.suggest_float("l2_leaf_reg", *space.l2_leaf_reg, log=True),
+        "border_count": trial.suggest_categorical("border_count", space.border_count),
+        "one_hot_max_size": trial.suggest_categorical("one_hot_max_size", space.one_hot_max_size),
+        "auto_class_weights": trial.suggest_categorical("auto_class_weights", space.auto_class_weights),
     }
 
 
-def fit_catboost(params: dict, train: Pool, valid: Pool | None, config: TrainSettings, iterations: int | None = None):
+def fit_catboost(
+    params: dict,
+    train: Pool,
+    valid: Pool | None,
+    config: TrainSettings,
+    iterations: int | None = None,
+    *,
+    threads: int | None = None,
+    callbacks: list | None = None,
+) -> CatBoostClassifier:
     """Fit with early stopping on `valid` (or for a fixed number of `iterations` when refitting without one)."""
     model = CatBoostClassifier(
         **params,
         iterations=iterations or config.max_iterations,
-        eval_metric="AUC",
+        eval_metric=PRUNING_METRIC,
         random_seed=config.seed,
-        thread_count=config.threads,
+        thread_count=threads or config.threads,
         allow_writing_files=False,
         verbose=False,
     )
     if valid is None:
         return model.fit(train)
-    return model.fit(train, eval_set=valid, early_stopping_rounds=config.early_stopping_rounds, use_best_model=True)
+    return model.fit(
+        train,
+        eval_set=valid,
+        early_stopping_rounds=config.early_stopping_rounds,
+        use_best_model=True,
+        callbacks=callbacks,
+    )
 
 
 def optuna_storage(settings: Settings) -> optuna.storages.BaseStorage | str:
@@ -47,38 +145,140 @@ def optuna_storage(settings: Settings) -> optuna.storages.BaseStorage | str:
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
 
 
-def tune(
-    settings: Settings, study_name: str, train: Pool, valid: Pool, parent_run_id: str, experiment_id: str
-) -> optuna.Study:
-    """Run `settings.train.trials` seeded TPE trials; each logs params and validation metrics in a child run."""
-    config = settings.train
-    y_valid = valid.get_label()
+def make_pruner(config: TrainSettings) -> optuna.pruners.BasePruner:
+    """Median pruning on the validation AUC curve: a trial whose AUC after N trees is below the median of completed
+    trials after N trees stops (after `prune_after_trials` completed trials and `prune_warmup_iterations` trees)."""
+    if not config.pruning:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=config.prune_after_trials, n_warmup_steps=config.prune_warmup_iterations, interval_steps=5
+    )
 
-    def objective(trial: optuna.Trial) -> float:
-        params = suggest_params(trial)
-        with mlflow.start_run(
-            run_name=f"trial-{trial.number}",
-            experiment_id=experiment_id,
-            nested=True,
-            parent_run_id=parent_run_id,
-            tags={"scoreloop.study": study_name, "scoreloop.trial": str(trial.number)},
-        ) as run:
-            model = fit_catboost(params, train, valid, config)
-            metrics = binary_metrics(y_valid, model.predict_proba(valid)[:, 1])
-            mlflow.log_params(params)
-            mlflow.log_metrics({f"valid_{k}": v for k, v in metrics.items()})
-            mlflow.log_metric("best_iteration", model.get_best_iteration())
-            trial.set_user_attr("best_iteration", int(model.get_best_iteration()))
-            trial.set_user_attr("mlflow_run_id", run.info.run_id)
-        return metrics["roc_auc"]
 
+def make_sampler(config: TrainSettings, trials_so_far: int, worker: int) -> optuna.samplers.TPESampler:
+    """Seeded multivariate TPE; the seed also depends on the study's size and the worker, so a resumed study or a
+    second worker does not replay the first random trials."""
+    seed = int(np.random.SeedSequence([config.seed, trials_so_far, worker]).generate_state(1)[0])
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.startup_trials, multivariate=True)
+
+
+def objective_fingerprint(config: TrainSettings, data: TuningData) -> dict:
+    """What makes trial values comparable: the data and everything that shapes one trial's fit."""
+    return {
+        "data_digest": data.digest(),
+        "search": config.search.model_dump(mode="json"),
+        "max_iterations": config.max_iterations,
+        "early_stopping_rounds": config.early_stopping_rounds,
+        "seed": config.seed,
+    }
+
+
+def open_study(settings: Settings, study_name: str, fingerprint: dict) -> optuna.Study:
+    """Create the study or continue it; refuse to continue it on other data or another objective."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        study_name=study_name,
-        storage=optuna_storage(settings),
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=config.seed),
-        load_if_exists=True,
+        study_name=study_name, storage=optuna_storage(settings), direction="maximize", load_if_exists=True
     )
-    study.optimize(objective, n_trials=config.trials)
+    fingerprint = json.loads(json.dumps(fingerprint))  # as the storage gives it back: tuples become lists
+    recorded = study.user_attrs.get(OBJECTIVE_ATTR)
+    if recorded is None:
+        study.set_user_attr(OBJECTIVE_ATTR, fingerprint)
+    elif recorded != fingerprint:
+        changed = sorted(key for key in fingerprint if recorded.get(key) != fingerprint[key])
+        raise ValueError(
+            f"study {study_name!r} was started with other {', '.join(changed)} "
+            f"({ {k: recorded.get(k) for k in changed} }): its trials are not comparable with this run's; "
+            "keep the data and settings to continue it, or pass a new --study name"
+        )
     return study
+
+
+def run_trials(job: TuningJob) -> int:
+    """Run `job.trials` trials of the study in this process (the body of every worker); returns the count run."""
+    config = job.settings.train
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    train, valid = job.data.pools()
+    y_valid = np.asarray(valid.get_label())
+    study = optuna.load_study(
+        study_name=job.study_name, storage=optuna_storage(job.settings), pruner=make_pruner(config)
+    )
+    study.sampler = make_sampler(config, len(study.get_trials(deepcopy=False)), job.worker)
+    runs = TrialRuns(
+        job.tracking_uri,
+        job.experiment_id,
+        job.parent_run_id,
+        {"scoreloop.study": job.study_name, "scoreloop.worker": str(job.worker), "scoreloop.pid": str(os.getpid())},
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest_params(trial, config.search)
+        run_id = runs.start(trial.number, params)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        pruning = CatBoostPruningCallback(trial, PRUNING_METRIC) if config.pruning else None
+        callbacks = [pruning] if pruning else None
+        try:
+            model = fit_catboost(params, train, valid, config, threads=job.threads, callbacks=callbacks)
+        except Exception as exc:
+            runs.finish(run_id, "failed", {}, {"scoreloop.error": repr(exc)[:1000]})
+            raise
+        metrics = {f"valid_{k}": v for k, v in binary_metrics(y_valid, model.predict_proba(valid)[:, 1]).items()}
+        metrics["best_iteration"] = model.get_best_iteration()
+        metrics["iterations_grown"] = len(model.get_evals_result()["validation"][PRUNING_METRIC])
+        trial.set_user_attr("best_iteration", int(metrics["best_iteration"]))
+        if pruning is not None:
+            try:
+                pruning.check_pruned()
+            except optuna.TrialPruned:
+                runs.finish(run_id, "pruned", metrics)
+                raise
+        runs.finish(run_id, "complete", metrics)
+        return metrics["valid_roc_auc"]
+
+    study.optimize(objective, n_trials=job.trials)
+    return job.trials
+
+
+def worker_shares(trials: int, workers: int) -> list[int]:
+    """Split `trials` as evenly as possible over at most `workers` workers (no worker gets none)."""
+    shares = [trials // workers + (i < trials % workers) for i in range(workers)]
+    return [share for share in shares if share]
+
+
+def tune(
+    settings: Settings,
+    study_name: str,
+    data: TuningData,
+    parent_run_id: str,
+    experiment_id: str,
+    tracking_uri: str,
+) -> TuningResult:
+    """Add `settings.train.trials` trials to the study, in this process or in `settings.train.workers` processes.
+
+    Every trial is a child run of `parent_run_id` whichever process ran it. Worker processes share the CPU
+    threads: each fits with `threads // workers` threads.
+    """
+    config = settings.train
+    if config.workers > 1 and (settings.optuna_storage or "").startswith("sqlite"):
+        raise ValueError(
+            "parallel workers need the journal file (the default) or a server database for Optuna, not SQLite: "
+            f"unset SCORELOOP_OPTUNA_STORAGE or point it at PostgreSQL/MySQL (got {settings.optuna_storage!r})"
+        )
+    started = time.monotonic()
+    study = open_study(settings, study_name, objective_fingerprint(config, data))
+    trials_before = len(study.get_trials(deepcopy=False))
+    shares = worker_shares(config.trials, config.workers)
+    threads = max(1, config.threads // len(shares))
+    jobs = [
+        TuningJob(settings, study_name, data, parent_run_id, experiment_id, tracking_uri, worker, share, threads)
+        for worker, share in enumerate(shares)
+    ]
+    if len(jobs) == 1:
+        run_trials(jobs[0])
+    else:
+        context = multiprocessing.get_context("spawn")  # fork would copy MLflow's and CatBoost's threads and locks
+        with ProcessPoolExecutor(max_workers=len(jobs), mp_context=context) as pool:
+            for done in [pool.submit(run_trials, job) for job in jobs]:
+                done.result()
+    session = [trial for trial in study.get_trials() if trial.number >= trials_before]
+    return TuningResult(study, session, time.monotonic() - started)

@@ -1,0 +1,66 @@
+"""The work policy: which scored leads sales works, with the probability that each one is worked.
+
+Only worked leads get outcomes, so every retrain learns from records the previous model chose. The policy works
+the top of the batch by probability and spends an `epsilon` share of its capacity on leads drawn uniformly from
+the rest (exploration). Every lead's propensity (its probability of being worked) is known exactly, so
+retraining and monitoring can reweight labelled records by 1/propensity and estimate what holds for the whole
+population rather than only for what the model picked. Pure functions: serving and simulation share them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+EXPLOIT = "exploit"  # worked because it is in the top of the batch: propensity 1
+EXPLORE = "explore"  # drawn at random from the rest and worked: propensity = explored / rest
+SKIP = "skip"  # in the rest and not drawn: same propensity as an explored lead, not worked
+ARMS = (EXPLOIT, EXPLORE, SKIP)
+
+
+def work_counts(batch: int, capacity: float, epsilon: float) -> tuple[int, int]:
+    """(top, explored): how many leads of a batch of `batch` are worked from the top and at random.
+
+    `capacity` is the share of the batch sales can work, `epsilon` the share of that capacity spent exploring.
+    """
+    if not 0 < capacity <= 1 or not 0 <= epsilon <= 1:
+        raise ValueError(f"capacity must be in (0, 1] and epsilon in [0, 1], got {capacity} and {epsilon}")
+    worked = round(batch * capacity)
+    explored = round(worked * epsilon)
+    return worked - explored, explored
+
+
+def work_plan(probability: np.ndarray, capacity: float, epsilon: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Decide which leads are worked: `propensity`, `worked` and `policy` (the arm: exploit/explore/skip) per lead.
+
+    The top leads by probability (ties broken by position) are worked for sure; `explored` leads are drawn without
+    replacement from the rest, so each of those has propensity `explored / len(rest)`. Rows follow the input order.
+    """
+    probability = np.asarray(probability, dtype=float)
+    top, explored = work_counts(len(probability), capacity, epsilon)
+    order = np.argsort(-probability, kind="stable")
+    rest = order[top:]
+    drawn = rng.choice(rest, size=explored, replace=False) if explored else np.empty(0, dtype=int)
+    arm = np.full(len(probability), SKIP, dtype=object)
+    arm[order[:top]] = EXPLOIT
+    arm[drawn] = EXPLORE
+    propensity = np.full(len(probability), explored / len(rest) if len(rest) else 0.0)
+    propensity[order[:top]] = 1.0
+    return pd.DataFrame({"propensity": propensity, "worked": arm != SKIP, "policy": arm})
+
+
+def ipw_weights(propensity: pd.Series, clip: float) -> pd.Series:
+    """Inverse-propensity weights for labelled records, at most `clip`, rescaled to average 1.
+
+    A record the policy worked with probability p stands for 1/p records like it, so a weighted fit learns about
+    the population the policy drew from. Clipping bounds the variance a few rarely-explored records add (at the
+    cost of a little bias); a record without a logged propensity (not decided by a policy) counts once. Scaling to
+    mean 1 leaves CatBoost's regularisation as strong as in an unweighted fit.
+    """
+    if clip < 1:
+        raise ValueError(f"clip must be at least 1, got {clip}")
+    inverse = 1.0 / propensity.astype(float).clip(lower=1.0 / clip)
+    weights = inverse.fillna(1.0)
+    if weights.empty:
+        return weights
+    return weights / weights.mean()

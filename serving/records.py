@@ -1,0 +1,194 @@
+"""Records to score, read against the spec one column at a time: the input contract of `/score` and `scoreloop score`.
+
+Each value goes through the same coercion functions as ingestion (`read_number`, `read_category`); the loops only
+skip the work when it is certain to be a no-op (a JSON number needs no parsing, a category string repeated across
+records is normalised once). The result is a structured array, one typed field per feature plus the id, that
+concatenates cheaply across requests for adaptive batching. Every problem is an `Issue` naming the record's position
+and the field; unseen categories and missing optional features are not problems (they are scored, and counted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scoreloop.coerce import Issue, is_missing, read_category, read_number
+from scoreloop.spec import DatasetSpec
+
+ID_MAX_LENGTH = 200  # the scoring log's record_id column
+REQUIRED = "Field required"
+_PLAIN_NUMBERS = frozenset({int, float, type(None)})
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Typed rows (a structured array in `rows_dtype(spec)`) and the issues of the records that failed."""
+
+    rows: np.ndarray
+    issues: list[Issue]
+
+    @property
+    def rejected(self) -> np.ndarray:
+        """Positions of the records with at least one issue."""
+        return np.unique(np.fromiter((issue.row for issue in self.issues), dtype=np.int64))
+
+
+def rows_dtype(spec: DatasetSpec) -> np.dtype:
+    """One field per feature in model order (float for numbers, object for text and categories), then the id."""
+    fields = [(name, np.float64) for name in spec.numeric]
+    fields += [(name, object) for name in [*spec.categorical, *spec.text]]
+    if spec.id_column:
+        fields.append((spec.id_column, object))
+    return np.dtype(fields)
+
+
+def input_fields(spec: DatasetSpec) -> list[str]:
+    """The fields a record may carry: the features and the id."""
+    return [*spec.features, *filter(None, [spec.id_column])]
+
+
+def read_columns(columns: Mapping[str, Sequence[Any]], size: int, spec: DatasetSpec) -> Checked:
+    """Read `size` records given as raw values per field (absent fields are missing); see the module docstring."""
+    rows = np.empty(size, dtype=rows_dtype(spec))
+    issues: list[Issue] = []
+    for name in spec.numeric:
+        rows[name], problems = _read_numbers(columns.get(name), size, spec, name)
+        issues += problems
+    for name in spec.categorical:
+        rows[name], problems = _read_categories(columns.get(name), size, tuple(spec.allowed_values.get(name, ())), name)
+        issues += problems
+    for name in spec.text:
+        rows[name], problems = _read_texts(columns.get(name), size, name, missing="")
+        issues += problems
+    if spec.id_column:
+        rows[spec.id_column], problems = _read_texts(columns.get(spec.id_column), size, spec.id_column, missing=None)
+        issues += problems
+    issues += _missing_required(rows, spec, issues)
+    return Checked(rows, sorted(issues, key=lambda issue: issue.row))
+
+
+def read_frame(frame: pd.DataFrame, spec: DatasetSpec) -> Checked:
+    """`read_columns` over a frame's columns (columns the spec does not name are ignored)."""
+    columns = {name: frame[name].tolist() for name in input_fields(spec) if name in frame}
+    return read_columns(columns, len(frame), spec)
+
+
+def _read_numbers(values: Sequence[Any] | None, size: int, spec: DatasetSpec, name: str) -> tuple[np.ndarray, list]:
+    if values is None:
+        return np.full(size, np.nan), []
+    issues: list[Issue] = []
+    if set(map(type, values)) <= _PLAIN_NUMBERS:  # JSON numbers and nulls: nothing to parse (booleans excluded)
+        try:
+            numbers = np.array(values, dtype=np.float64)
+        except OverflowError:
+            numbers = _parse_numbers(values, name, issues)
+    else:
+        numbers = _parse_numbers(values, name, issues)
+    bounds = spec.ranges.get(name)
+    if bounds is not None:
+        with np.errstate(invalid="ignore"):
+            low = numbers < bounds.min if bounds.min is not None else np.zeros(size, bool)
+            high = numbers > bounds.max if bounds.max is not None else np.zeros(size, bool)
+        issues += [Issue(int(i), name, str(bounds.violation(numbers[i]))) for i in np.flatnonzero(low | high)]
+    return numbers, issues
+
+
+def _parse_numbers(values: Sequence[Any], name: str, issues: list[Issue]) -> np.ndarray:
+    numbers = np.full(len(values), np.nan)
+    for i, value in enumerate(values):
+        try:
+            number = read_number(value)
+        except (ValueError, OverflowError) as exc:
+            issues.append(Issue(i, name, _number_problem(value, exc)))
+            continue
+        if number is not None:
+            numbers[i] = number
+    return numbers
+
+
+def _number_problem(value: Any, exc: Exception) -> str:
+    if isinstance(exc, OverflowError):
+        return "is too large to be a number"
+    if isinstance(value, list | dict):
+        return f"expected a number, got {json_type(value)}"
+    return str(exc)
+
+
+def _read_categories(
+    values: Sequence[Any] | None, size: int, allowed: tuple[str, ...], name: str
+) -> tuple[np.ndarray, list]:
+    out = np.full(size, None, dtype=object)
+    if values is None:
+        return out, []
+    issues: list[Issue] = []
+    read: dict[Any, str | None] = {}  # raw value -> category, so a value repeated across records is read once
+    for i, value in enumerate(values):
+        if isinstance(value, list | dict):  # booleans and numbers are read as text: `true` may be a category
+            issues.append(Issue(i, name, f"expected text, got {json_type(value)}"))
+            continue
+        key = (type(value), value)
+        if key not in read:
+            read[key] = read_category(value, allowed)
+        out[i] = read[key]
+    return out, issues
+
+
+def _read_texts(values: Sequence[Any] | None, size: int, name: str, *, missing: str | None) -> tuple[np.ndarray, list]:
+    out = np.full(size, missing, dtype=object)
+    if values is None:
+        return out, []
+    issues: list[Issue] = []
+    for i, value in enumerate(values):
+        if isinstance(value, list | dict | bool):
+            issues.append(Issue(i, name, f"expected text or a number, got {json_type(value)}"))
+        elif not is_missing(value):
+            text = str(value).strip()
+            if missing is None and len(text) > ID_MAX_LENGTH:
+                issues.append(Issue(i, name, f"is {len(text)} characters long; at most {ID_MAX_LENGTH} are stored"))
+            out[i] = text
+    return out, issues
+
+
+def json_type(value: Any) -> str:
+    """How a JSON client would name the type of `value`."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a JSON object"
+    return type(value).__name__
+
+
+def missing_mask(rows: np.ndarray, name: str) -> np.ndarray:
+    """True where feature `name` is missing in typed `rows` (NaN number, no category, empty text)."""
+    column = rows[name]
+    if column.dtype.kind == "f":
+        return np.isnan(column)
+    return np.fromiter((value is None or value == "" for value in column), dtype=bool, count=len(column))
+
+
+def _missing_required(rows: np.ndarray, spec: DatasetSpec, found: list[Issue]) -> list[Issue]:
+    """Required features that are missing; a value that failed to read already has its own issue."""
+    failed = {(issue.row, issue.field) for issue in found}
+    return [
+        Issue(int(i), name, REQUIRED)
+        for name in spec.required
+        for i in np.flatnonzero(missing_mask(rows, name))
+        if (i, name) not in failed
+    ]
+
+
+def field_counts(rows: np.ndarray, spec: DatasetSpec) -> tuple[dict[str, int], dict[str, int]]:
+    """Per feature: how many rows miss it, and (categories) how many carry a value outside the allowed ones."""
+    missing = {name: int(missing_mask(rows, name).sum()) for name in spec.features}
+    unseen = {}
+    for name in spec.categorical:
+        allowed = frozenset(spec.allowed_values.get(name, ()))
+        if allowed:
+            unseen[name] = sum(1 for value in rows[name] if value is not None and value not in allowed)
+    return {k: v for k, v in missing.items() if v}, {k: v for k, v in unseen.items() if v}

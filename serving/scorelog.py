@@ -1,0 +1,135 @@
+"""The scoring log, written off the request path: a bounded in-memory queue drained by one writer thread.
+
+Guarantee: a 200 from `/score` means its rows are queued. The writer commits everything queued in one transaction
+(`RecordStore.log_scores`: SQLite WAL with synchronous=FULL, or PostgreSQL), so rows reach the database within
+about one transaction's time when the store is healthy. On a graceful stop (SIGTERM, Ctrl-C) the queue is drained
+before the process exits. When the store fails, the writer keeps the rows and retries with back-off; the queue
+fills, and once it holds `max_rows` rows `/score` answers 503 instead of accepting rows it could not keep. What can
+be lost is only what was queued when the process died without a graceful stop (SIGKILL, out of memory, power),
+and any failure to write is logged and counted, never silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+from bentoml.exceptions import ServiceUnavailable
+
+from scoreloop.spec import DatasetSpec
+from scoreloop.store import RecordStore
+
+logger = logging.getLogger("scoreloop.serving")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    rows: np.ndarray
+    scored: np.ndarray
+    scored_at: datetime
+
+
+class ScoreLog:
+    """Queue scored rows for the record store; `close()` drains the queue."""
+
+    def __init__(
+        self,
+        store: RecordStore,
+        spec: DatasetSpec,
+        *,
+        max_rows: int,
+        wait_seconds: float = 5.0,
+        on_failure: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.spec = spec
+        self.max_rows = max_rows
+        self.wait_seconds = wait_seconds
+        self.on_failure = on_failure
+        self._entries: list[_Entry] = []
+        self._pending = 0  # rows queued or being written
+        self._closing = False
+        self._changed = threading.Condition()
+        self._writer = threading.Thread(target=self._run, name="scoring-log-writer", daemon=True)
+        self._writer.start()
+
+    def submit(self, rows: np.ndarray, scored: np.ndarray) -> None:
+        """Queue scored rows; blocks while the queue is full, and raises a 503 after `wait_seconds` of that."""
+        if len(rows) == 0:
+            return
+        entry = _Entry(rows, scored, datetime.now(UTC).replace(tzinfo=None))
+        with self._changed:
+            if self._closing:
+                raise ServiceUnavailable("the server is stopping")
+            has_room = self._changed.wait_for(lambda: self._pending + len(rows) <= self.max_rows, self.wait_seconds)
+            if not has_room:
+                raise ServiceUnavailable(
+                    f"the scoring log is {self._pending} rows behind (the record store is failing or slow): "
+                    "not scoring what could not be logged"
+                )
+            self._entries.append(entry)
+            self._pending += len(rows)
+            self._changed.notify_all()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop accepting rows, write what is queued, and stop the writer."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        self._writer.join(timeout)
+        if self._pending:
+            logger.error("scoring log: %d scored rows could not be written before shutdown", self._pending)
+
+    @property
+    def pending(self) -> int:
+        with self._changed:
+            return self._pending
+
+    def _run(self) -> None:
+        delay = 0.1
+        entries: list[_Entry] = []
+        while True:
+            with self._changed:
+                if not entries:
+                    self._changed.wait_for(lambda: self._entries or self._closing)
+                    entries, self._entries = self._entries, []
+                if not entries and self._closing:
+                    return
+            try:
+                self._write(entries)
+            except Exception:
+                self.on_failure()
+                logger.exception("scoring log: writing %d rows failed; retrying in %.1f s", self._count(entries), delay)
+                if self._closing and delay > 5:
+                    return  # give up on shutdown; close() reports what is left
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 0.1
+            with self._changed:
+                self._pending -= self._count(entries)
+                self._changed.notify_all()
+            entries = []
+
+    @staticmethod
+    def _count(entries: list[_Entry]) -> int:
+        return sum(len(entry.rows) for entry in entries)
+
+    def _write(self, entries: list[_Entry]) -> None:
+        rows = np.concatenate([entry.rows for entry in entries])
+        scored = np.concatenate([entry.scored for entry in entries])
+        id_column = self.spec.id_column
+        self.store.log_scores(
+            pd.DataFrame({name: rows[name] for name in self.spec.features}),
+            pd.DataFrame({name: scored[name] for name in ("probability", "score", "tier")}),
+            model_name=str(scored["model"][0]),
+            model_version=str(scored["version"][0]),
+            record_ids=rows[id_column].tolist() if id_column else None,
+            scored_at=[entry.scored_at for entry in entries for _ in range(len(entry.rows))],
+        )

@@ -1,0 +1,158 @@
+"""Typed rows in, response fields out: the one scoring path behind `/score`, `/explain` and `scoreloop score`.
+
+Rows are the structured arrays of `serving.records`. CatBoost reads them as `FeaturesData` (a float32 block and a
+category block), which skips building a DataFrame: on 1,000 rows that is ~0.7 ms instead of ~3 ms, with identical
+probabilities. The score scale and tiers are the card's, applied by `scoreloop.model`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from catboost import FeaturesData, Pool
+
+from scoreloop.coerce import MISSING_CATEGORY
+from scoreloop.model import ScoringModel, make_pool, to_scores, to_tiers
+from scoreloop.spec import DatasetSpec
+
+SCORED_DTYPE = np.dtype(
+    [("id", object), ("probability", np.float64), ("score", np.int64), ("tier", object), ("model", object),
+     ("version", object)]
+)  # fmt: skip
+
+
+def model_pool(rows: np.ndarray, spec: DatasetSpec) -> Pool:
+    """Typed rows as the CatBoost pool the model was trained on (missing categories as the training sentinel)."""
+    if spec.text:  # FeaturesData has no text block
+        return make_pool(pd.DataFrame(rows), spec)
+    numbers = np.stack([rows[name] for name in spec.numeric], axis=1).astype(np.float32) if spec.numeric else None
+    categories = None
+    if spec.categorical:
+        columns = [np.where(np.equal(rows[name], None), MISSING_CATEGORY, rows[name]) for name in spec.categorical]
+        categories = np.stack(columns, axis=1).astype(object)
+    return Pool(FeaturesData(num_feature_data=numbers, cat_feature_data=categories))
+
+
+def predict(model: ScoringModel, rows: np.ndarray) -> np.ndarray:
+    """Probability of the positive label per typed row."""
+    if len(rows) == 0:
+        return np.empty(0)
+    return model.classifier.predict_proba(model_pool(rows, model.spec))[:, 1]
+
+
+def score_rows(model: ScoringModel, rows: np.ndarray) -> np.ndarray:
+    """The response fields per typed row (`SCORED_DTYPE`): id, probability, 0-100 score, tier, model, version."""
+    probability = predict(model, rows)
+    scored = np.empty(len(rows), dtype=SCORED_DTYPE)
+    scored["id"] = rows[model.spec.id_column] if model.spec.id_column else None
+    scored["probability"] = probability
+    scored["score"] = to_scores(probability, model.card.score_quantiles)
+    scored["tier"] = to_tiers(probability, model.card.tier_cutoffs)
+    scored["model"] = model.name
+    scored["version"] = model.version
+    return scored
+
+
+def as_records(scored: np.ndarray) -> list[dict[str, Any]]:
+    """Scored rows as JSON-ready objects, one per record."""
+    names = scored.dtype.names
+    return [dict(zip(names, row, strict=True)) for row in scored.tolist()]
+
+
+def as_columns(scored: np.ndarray) -> dict[str, list]:
+    """Scored rows as JSON-ready columns."""
+    return {name: scored[name].tolist() for name in scored.dtype.names}
+
+
+def records_json(scored: np.ndarray) -> bytes:
+    """`json.dumps(as_records(scored))`, compact, at half the cost (a 1,000-record response in ~1 ms, not 2)."""
+    if len(scored) == 0:
+        return b"[]"
+    model, version = json.dumps(scored["model"][0]), json.dumps(scored["version"][0])
+    ids = map(json.dumps, scored["id"].tolist())
+    tiers = map(json.dumps, scored["tier"].tolist())
+    fields = zip(ids, scored["probability"].tolist(), scored["score"].tolist(), tiers, strict=True)
+    body = ",".join(
+        f'{{"id":{i},"probability":{p!r},"score":{s},"tier":{t},"model":{model},"version":{version}}}'
+        for i, p, s, t in fields
+    )
+    return f"[{body}]".encode()
+
+
+def explain_rows(model: ScoringModel, rows: np.ndarray, top: int) -> list[dict[str, Any]]:
+    """Scored rows with the `top` features that moved each probability most, in words and signed points.
+
+    CatBoost's SHAP values split a record's log-odds (the model's raw output) into per-feature contributions that
+    sum to `logit(p) - logit(p0)`, where p0 is the baseline: the probability the model gives before seeing any
+    feature. Points are percentage points of probability: each feature gets its share of `100 * (p - p0)` in
+    proportion to its log-odds contribution. The shares keep the SHAP signs and ranking and add up exactly to the
+    record's distance from the baseline; the remaining features' total is `other_points`.
+    """
+    scored = as_records(score_rows(model, rows))
+    if not scored:
+        return []
+    shap = model.classifier.get_feature_importance(model_pool(rows, model.spec), type="ShapValues")
+    contributions, base = shap[:, :-1], shap[:, -1]
+    log_odds = contributions.sum(axis=1)
+    points = 100 * contributions * _secant_slopes(base, log_odds)[:, None]
+    features = model.spec.features
+    for i, record in enumerate(scored):
+        order = np.argsort(-np.abs(points[i]), kind="stable")[:top]
+        record["baseline"] = _sigmoid(base[i])
+        record["reasons"] = [_reason(model.spec, features[j], rows[features[j]][i], contributions[i, j], points[i, j])
+                             for j in order]  # fmt: skip
+        record["other_points"] = float(points[i].sum() - points[i, order].sum())
+    return scored
+
+
+def _sigmoid(x: float | np.ndarray) -> Any:
+    return 1 / (1 + np.exp(-x))
+
+
+def _secant_slopes(base: np.ndarray, log_odds: np.ndarray) -> np.ndarray:
+    """(p - p0) / (logit p - logit p0) per record: the sigmoid's average slope between baseline and record
+    (positive, at most 0.25); its tangent slope p(1-p) where the two coincide."""
+    probability, baseline = _sigmoid(base + log_odds), _sigmoid(base)
+    tangent = probability * (1 - probability)
+    close = np.abs(log_odds) < 1e-9
+    return np.where(close, tangent, (probability - baseline) / np.where(close, 1, log_odds))
+
+
+def _reason(spec: DatasetSpec, feature: str, value: Any, log_odds: float, points: float) -> dict[str, Any]:
+    if isinstance(value, float):
+        value = None if math.isnan(value) else float(value)
+    elif value == "":
+        value = None
+    allowed = spec.allowed_values.get(feature)
+    unseen = bool(allowed) and value is not None and value not in allowed
+    return {
+        "feature": feature,
+        "value": value,
+        "log_odds": float(log_odds),
+        "points": float(points),
+        "text": reason_text(feature, value, float(points), unseen=unseen),
+    }
+
+
+def reason_text(feature: str, value: Any, points: float, *, unseen: bool = False) -> str:
+    """A reason as a salesperson reads it: 'industry = saas raises the probability by 12.0 points'."""
+    subject = f"{feature} is missing, which" if value is None else f"{feature} = {format_value(value)}"
+    if unseen:
+        subject += " (a value not seen in training)"
+    if abs(points) < 0.05:
+        return f"{subject} barely changes the probability (less than 0.1 points)"
+    verb = "raises" if points > 0 else "lowers"
+    return f"{subject} {verb} the probability by {abs(points):.1f} points"
+
+
+def format_value(value: Any) -> str:
+    """Numbers the way people write them (1,200; 0.25), anything else as text."""
+    if not isinstance(value, float | int) or isinstance(value, bool):
+        return str(value)
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.3g}"
