@@ -72,10 +72,14 @@ def read_features(path: Path, spec: DatasetSpec) -> pd.DataFrame:
     return coerce_frame(raw, spec, with_target=False, strict=False).rows
 
 
-def monitor_drift(settings: Settings, spec: DatasetSpec, reference: Path, current: Path) -> MonitorReport:
-    """Files mode: data drift and data quality of `current` against `reference`, judged and logged."""
+def monitor_drift(
+    settings: Settings, spec: DatasetSpec, reference: Path, current: Path, *, name: str = ""
+) -> MonitorReport:
+    """Files mode: data drift and data quality of `current` against `reference`, judged and logged.
+
+    `name` (sanitised) labels the report folder."""
     ref, cur = read_features(reference, spec), read_features(current, spec)
-    out_dir = new_report_dir(settings.reports_dir, "drift")
+    out_dir = new_report_dir(settings.reports_dir, "drift", name)
     drift = build_drift_report(ref, cur, spec, out_dir, data_summary=True)
     figures = {**_drift_figures(drift), **feature_quality(ref, cur, spec.features, _vocabulary(spec, ref))}
     champion = _champion_version(settings)
@@ -99,11 +103,13 @@ def monitor_period(
     reference: Window | None = None,
     spec: DatasetSpec | None = None,
     store: RecordStore | None = None,
+    name: str = "",
 ) -> MonitorReport:
     """Period mode: the scoring log's `[end - period, end)` against `reference` (default: the period before).
 
     `end` defaults to just after the last scored record. The spec, tier names and category vocabulary come from
-    the model card of the version that scored the period's last record, unless `spec` is given.
+    the model card of the version that scored the period's last record, unless `spec` is given. `name`
+    (sanitised) labels the report folder.
     """
     settings.ensure_home()
     store = store or RecordStore(settings.record_store_url)
@@ -113,13 +119,13 @@ def monitor_period(
     config = settings.monitor
     log = store.labelled(current.start, current.end, features=False)
     reference_log = store.scores(reference.start, reference.end, features=False)
-    for name, window, frame in (("current", current, log), ("reference", reference, reference_log)):
+    for side, window, frame in (("current", current, log), ("reference", reference, reference_log)):
         if frame.empty:
-            raise ValueError(f"the {name} period {window} has no scored records; the log spans {_span(store)}")
+            raise ValueError(f"the {side} period {window} has no scored records; the log spans {_span(store)}")
     version, card = _scoring_model(settings, log, spec)
     spec = card.spec if card else spec
     samples = [store.scores(w.start, w.end, sample=config.sample_rows, seed=config.seed) for w in (reference, current)]
-    out_dir = new_report_dir(settings.reports_dir, "monitor")
+    out_dir = new_report_dir(settings.reports_dir, "monitor", name)
     drift = build_drift_report(*samples, spec, out_dir, prediction="probability", data_summary=True)
     quality = labelled_quality(log, _weights(log, settings), config.bins)
     figures = {

@@ -12,6 +12,7 @@ import html
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,13 +96,32 @@ def page(title: str, body: str) -> str:
     )
 
 
+def safe_name(text: str) -> str:
+    """A user-supplied name as one harmless path component: letters, digits, `.`, `_` and `-` only, at most 80.
+
+    Separators, `..`, control characters and anything else become `-`, so a name can never leave its folder
+    (`../../etc/x` -> `etc-x`). A name with nothing usable left is refused.
+    """
+    cleaned = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9_.-]+", "-", text)).strip(".-")[:80].rstrip(".-")
+    if not cleaned:
+        raise ValueError(f"name {text!r} has no usable characters: use letters, digits, '.', '_' or '-'")
+    return cleaned
+
+
 def new_report_dir(reports_dir: Path, kind: str, label: str = "") -> Path:
-    """A fresh folder `<UTC time>-<kind>[-<label>]` under `reports_dir` (suffixed if that name is taken)."""
-    base = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{kind}" + (f"-{label}" if label else "")
-    candidate, n = Path(reports_dir) / base, 1
+    """A fresh folder `<UTC time>-<kind>[-<label>]` under `reports_dir` (suffixed if that name is taken).
+
+    `label` may come from a user: it is passed through `safe_name`, and the folder is checked to be inside
+    `reports_dir`.
+    """
+    reports_dir = Path(reports_dir).resolve()
+    base = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{safe_name(kind)}" + (f"-{safe_name(label)}" if label else "")
+    candidate, n = reports_dir / base, 1
     while candidate.exists():
         n += 1
-        candidate = Path(reports_dir) / f"{base}-{n}"
+        candidate = reports_dir / f"{base}-{n}"
+    if candidate.resolve().parent != reports_dir:
+        raise ValueError(f"report folder {candidate} would not be inside {reports_dir}")
     candidate.mkdir(parents=True)
     return candidate
 

@@ -39,17 +39,23 @@ from scoreloop.synthetic import (
     WorldConfig,
     generate_leads,
 )
-from scoreloop.tracking import load_registered
+from scoreloop.tracking import configure, copy_version, load_registered
 from training.promote import promote
 from training.retrain import retrain
-from training.train import train_rows
+from training.train import TrainResult, train_rows
 
 POLICIES = ("exploit", "explore")
+EVALUATION = "evaluation month: scored only"
 
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """The world and the loop: `cycles` months after a pilot month, `rows` leads a month."""
+    """The world and the loop: a pilot month, `cycles` worked months, then one month that is only scored.
+
+    With `gate` off (the default) every retrained challenger is deployed, so the comparison is between what each
+    policy lets the model learn, not between gate outcomes on policy-biased holdouts; the gate's figures are still
+    recorded on every version.
+    """
 
     cycles: int = 6
     rows: int = 3000
@@ -58,6 +64,7 @@ class SimulationConfig:
     concept_drift: float = 1.0
     window: int = 2
     monitor: bool = True
+    gate: bool = False
 
     def __post_init__(self) -> None:
         if self.cycles < 1 or self.window < 1 or self.rows < 200:
@@ -66,7 +73,7 @@ class SimulationConfig:
 
 @dataclass(frozen=True)
 class CycleResult:
-    """One month of the loop under one policy."""
+    """One month of the loop under one policy (the last month is scored by the final model and not worked)."""
 
     policy: str
     cycle: int
@@ -85,6 +92,14 @@ class CycleResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class World:
+    """The simulated months (pilot first, evaluation month last) and their `cycles + 3` boundaries."""
+
+    months: list[pd.DataFrame]
+    bounds: list[datetime]
+
+
 def lead_spec() -> DatasetSpec:
     """The synthetic world's spec (clean, typed columns)."""
     return DatasetSpec(
@@ -99,12 +114,30 @@ def lead_spec() -> DatasetSpec:
     )
 
 
-def policy_settings(settings: Settings, policy: str, ipw: bool) -> Settings:
+def make_world(config: SimulationConfig) -> World:
+    """`config.rows` drifting leads a month for the pilot, the cycles and the evaluation month."""
+    months = config.cycles + 2
+    world = WorldConfig(
+        rows=config.rows * months,
+        seed=config.seed,
+        months=months,
+        covariate_drift=config.covariate_drift,
+        concept_drift=config.concept_drift,
+    )
+    leads = generate_leads(world)
+    bounds = [(pd.Timestamp(world.start) + pd.DateOffset(months=m)).to_pydatetime() for m in range(months + 1)]
+    return World(
+        [leads[(leads[TIME_COLUMN] >= a) & (leads[TIME_COLUMN] < b)] for a, b in itertools.pairwise(bounds)], bounds
+    )
+
+
+def policy_settings(settings: Settings, policy: str, ipw: bool, gate: bool = True) -> Settings:
     """Settings for one policy's loop: its own model name, record store and experiment, the home's reports."""
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {list(POLICIES)}, got {policy!r}")
     label = f"{policy}{'-ipw' if ipw else ''}"
     home = settings.ensure_home()
+    update = {} if gate else {"margin": -1.0, "ece_tolerance": 1.0}
     return settings.model_copy(
         update={
             "model_name": f"{settings.model_name}-sim-{label}",
@@ -113,49 +146,49 @@ def policy_settings(settings: Settings, policy: str, ipw: bool) -> Settings:
             "policy": settings.policy.model_copy(
                 update={"epsilon": 0.0 if policy == "exploit" else settings.policy.epsilon}
             ),
+            "gate": settings.gate.model_copy(update=update),
         }
     )
 
 
-def simulate(settings: Settings, policy: str, ipw: bool, config: SimulationConfig) -> list[CycleResult]:
-    """Run the pilot and `config.cycles` cycles of the loop under `policy`; one result per cycle."""
-    settings = policy_settings(settings, policy, ipw)
-    spec = lead_spec()
-    world = WorldConfig(
-        rows=config.rows * (config.cycles + 1),
-        seed=config.seed,
-        months=config.cycles + 1,
-        covariate_drift=config.covariate_drift,
-        concept_drift=config.concept_drift,
-    )
-    leads = generate_leads(world)
-    bounds = [(pd.Timestamp(world.start) + pd.DateOffset(months=m)).to_pydatetime() for m in range(config.cycles + 2)]
-    months = [leads[(leads[TIME_COLUMN] >= a) & (leads[TIME_COLUMN] < b)] for a, b in itertools.pairwise(bounds)]
-    store = RecordStore(settings.record_store_url)
-    pilot = months[0].drop(columns="p_true")
-    train_rows(
-        settings, spec, pilot, source="pilot month: every lead worked", study_name=f"{settings.model_name}-pilot"
-    )
+def train_pilot(settings: Settings, world: World) -> TrainResult:
+    """The first champion, trained on the pilot month in which every lead was worked (shared by every policy)."""
+    pilot = settings.model_copy(update={"model_name": f"{settings.model_name}-sim-pilot"})
+    rows = world.months[0].drop(columns="p_true")
+    return train_rows(pilot, lead_spec(), rows, source="pilot month: every lead worked", study_name=pilot.model_name)
+
+
+def simulate(
+    settings: Settings, policy: str, ipw: bool, config: SimulationConfig, world: World, pilot: TrainResult
+) -> list[CycleResult]:
+    """Run `config.cycles` cycles of the loop under `policy` from the pilot champion; one result per month."""
+    settings = policy_settings(settings, policy, ipw, config.gate)
+    spec, bounds, label = lead_spec(), world.bounds, f"{policy}{'+ipw' if ipw else ''}"
+    configure(settings)
+    copy_version(pilot.model_name, pilot.version, settings.model_name)
     promote(settings)
+    store = RecordStore(settings.record_store_url)
     rng = np.random.default_rng(config.seed)
     results = []
-    for cycle in range(1, config.cycles + 1):
-        batch = months[cycle]
-        model = load_registered(settings)
+    for cycle in range(1, config.cycles + 2):
+        batch, model = world.months[cycle], load_registered(settings)
         scored = model.score(batch)
+        truth = expected_auc(scored["probability"].to_numpy(), batch["p_true"].to_numpy())
+        observed = roc_auc(batch[TARGET].to_numpy(), scored["probability"].to_numpy())
+        if cycle > config.cycles:
+            results.append(
+                CycleResult(label, cycle, model.version, len(batch), 0, 0, 0, truth, observed, "-", "-", EVALUATION)
+            )
+            break
         plan = work_plan(scored["probability"].to_numpy(), settings.policy.capacity, settings.policy.epsilon, rng)
         plan.index = batch.index
-        _log_cycle(store, batch, scored, plan, model.name, model.version, spec)
+        log_scored(store, batch, scored, plan, model)
+        log_outcomes(store, batch, plan)
         status = "skipped"
         if config.monitor and cycle > 1:
-            status = monitor_period(
-                settings,
-                bounds[cycle + 1] - bounds[cycle],
-                end=bounds[cycle + 1],
-                reference=Window(bounds[cycle - 1], bounds[cycle]),
-                store=store,
-            ).status
-        start = bounds[max(cycle + 1 - config.window, 0)]
+            period, reference = bounds[cycle + 1] - bounds[cycle], Window(bounds[cycle - 1], bounds[cycle])
+            status = monitor_period(settings, period, end=bounds[cycle + 1], reference=reference, store=store).status
+        start = bounds[max(cycle + 1 - config.window, 1)]
         outcome = retrain(
             settings,
             bounds[cycle + 1] - start,
@@ -166,48 +199,49 @@ def simulate(settings: Settings, policy: str, ipw: bool, config: SimulationConfi
             study_name=f"{settings.model_name}-cycle{cycle}",
         )
         worked = plan["worked"].to_numpy()
+        explored = int((plan["policy"] == EXPLORE).sum())
+        conversions = int(batch[TARGET].to_numpy()[worked].sum())
         results.append(
             CycleResult(
-                policy=f"{policy}{'+ipw' if ipw else ''}",
-                cycle=cycle,
-                model_version=model.version,
-                scored=len(batch),
-                worked=int(worked.sum()),
-                explored=int((plan["policy"] == EXPLORE).sum()),
-                conversions=int(batch[TARGET].to_numpy()[worked].sum()),
-                true_auc=expected_auc(scored["probability"].to_numpy(), batch["p_true"].to_numpy()),
-                observed_auc=roc_auc(batch[TARGET].to_numpy(), scored["probability"].to_numpy()),
-                monitor_status=status,
-                retrain=outcome.outcome,
-                reason=outcome.reason,
+                label,
+                cycle,
+                model.version,
+                len(batch),
+                int(worked.sum()),
+                explored,
+                conversions,
+                truth,
+                observed,
+                status,
+                outcome.outcome,
+                outcome.reason,
             )
         )
-    feedback_report(settings, store=store, title=f"feedback loop: {results[0].policy}")
+    feedback_report(settings, store=store, title=f"feedback loop: {label}")
     return results
 
 
-def _log_cycle(
-    store: RecordStore,
-    batch: pd.DataFrame,
-    scored: pd.DataFrame,
-    plan: pd.DataFrame,
-    model_name: str,
-    version: str,
-    spec: DatasetSpec,
-) -> None:
-    """Log each day's scores with the policy's decisions, then the outcomes of the worked leads."""
+def log_scored(store: RecordStore, batch: pd.DataFrame, scored: pd.DataFrame, plan: pd.DataFrame, model) -> None:
+    """Log each day's scores of `batch` (leads indexed like `scored` and `plan`) with the policy's decisions.
+
+    `model` is anything with `name` and `version`. The log stores the lead's time and the world's features."""
+    columns = [TIME_COLUMN, *lead_spec().features]
     for day, rows in batch.groupby(batch[TIME_COLUMN].dt.floor("D")):
         store.log_scores(
-            rows[[TIME_COLUMN, *spec.features]],
+            rows[columns],
             scored.loc[rows.index],
-            model_name=model_name,
-            model_version=version,
+            model_name=model.name,
+            model_version=model.version,
             record_ids=rows[ID_COLUMN].tolist(),
             scored_at=_moment(day),
             policy=plan.loc[rows.index],
         )
-    worked = batch[plan["worked"].to_numpy()]
-    store.add_outcomes(
+
+
+def log_outcomes(store: RecordStore, batch: pd.DataFrame, plan: pd.DataFrame) -> int:
+    """Report the outcomes of the worked leads only (the world's draw), dated at the lead's time."""
+    worked = batch[plan.loc[batch.index, "worked"].to_numpy()]
+    return store.add_outcomes(
         Outcome(str(i), int(y), _moment(t))
         for i, y, t in zip(worked[ID_COLUMN], worked[TARGET], worked[TIME_COLUMN], strict=True)
     )
@@ -220,28 +254,47 @@ def _moment(value: pd.Timestamp) -> datetime:
 def run_simulation(
     settings: Settings, policies: list[tuple[str, bool]], config: SimulationConfig
 ) -> tuple[list[CycleResult], Path]:
-    """Simulate each (policy, ipw) on the same world; write a comparison report; return the results and its page.
+    """Simulate each (policy, ipw) on the same world from the same pilot champion; write a comparison report.
 
     Exploit-only works every labelled lead with propensity 1, so weighting changes nothing there and is skipped.
     """
-    results = [r for policy, ipw in policies for r in simulate(settings, policy, ipw and policy != "exploit", config)]
+    world = make_world(config)
+    pilot = train_pilot(settings, world)
+    results = [
+        r
+        for policy, ipw in policies
+        for r in simulate(settings, policy, ipw and policy != "exploit", config, world, pilot)
+    ]
     return results, simulation_report(settings, results, config)
+
+
+def policy_totals(results: list[CycleResult]) -> pd.DataFrame:
+    """Per policy: mean true AUC over the months scored by retrained models (cycle 2 on: month 1 is the shared
+    pilot champion's), the final month's true AUC, and conversions won over the worked months."""
+    frame = pd.DataFrame([r.to_dict() for r in results])
+    retrained = frame[frame["cycle"] > 1].groupby("policy", sort=False)["true_auc"]
+    grouped = frame.groupby("policy", sort=False)
+    return pd.DataFrame(
+        {
+            "mean_true_auc_retrained": retrained.mean(),
+            "final_true_auc": grouped["true_auc"].last(),
+            "conversions": grouped["conversions"].sum(),
+        }
+    )
 
 
 def simulation_report(settings: Settings, results: list[CycleResult], config: SimulationConfig) -> Path:
     """Per cycle and policy: true population AUC of the model in use, conversions won, the retrain's outcome."""
     frame = pd.DataFrame([r.to_dict() for r in results])
-    totals = frame.groupby("policy", sort=False).agg(
-        mean_true_auc=("true_auc", "mean"), final_true_auc=("true_auc", "last"), conversions=("conversions", "sum")
-    )
+    totals = policy_totals(results)
     out_dir = new_report_dir(settings.reports_dir, "simulate")
-    best = totals["final_true_auc"].idxmax()
+    best = totals["mean_true_auc_retrained"].idxmax()
     summary = {
         "kind": "simulate",
         "title": f"simulation: {config.cycles} cycles of {config.rows} leads, seed {config.seed}",
         "status": "info",
         "model_version": "",
-        "headline": {"roc_auc": float(totals.loc[best, "final_true_auc"])},
+        "headline": {"roc_auc": float(totals.loc[best, "mean_true_auc_retrained"])},
         "config": asdict(config),
         "cycles": frame.to_dict(orient="records"),
         "totals": totals.reset_index().to_dict(orient="records"),

@@ -51,6 +51,7 @@ def monitor(
     reference_start: Moment = None,
     reference_end: Moment = None,
     gate: Annotated[bool, typer.Option("--gate/--no-gate", help="Exit 1 when a check fails (for schedulers).")] = False,
+    name: Annotated[str, typer.Option(help="Label of the report folder (letters, digits, . _ - kept).")] = "",
 ) -> None:
     """Evidently reports (HTML + JSON) under the home, judged against SCORELOOP_MONITOR__* and logged to MLflow.
 
@@ -68,9 +69,9 @@ def monitor(
                 raise fail("give both --reference-start and --reference-end, or neither (the previous period)")
             window = Window(reference_start, reference_end) if reference_start and reference_end else None
             loaded = DatasetSpec.load(spec) if spec else None
-            report = monitor_period(settings, parse_period(period), end=end, reference=window, spec=loaded)
+            report = monitor_period(settings, parse_period(period), end=end, reference=window, spec=loaded, name=name)
         elif reference and current and spec:
-            report = monitor_drift(settings, DatasetSpec.load(spec), reference, current)
+            report = monitor_drift(settings, DatasetSpec.load(spec), reference, current, name=name)
         else:
             raise fail("give --period (scoring log) or all of --reference, --current and --spec (files)")
     except ValueError as exc:
@@ -130,9 +131,12 @@ def simulate(
     epsilon: Annotated[float | None, typer.Option(min=0, max=1, help="Exploration share of the capacity.")] = None,
     trials: Annotated[int, typer.Option(min=1)] = 1,
     monitor: Annotated[bool, typer.Option("--monitor/--no-monitor", help="A monitoring report every cycle.")] = True,
+    gate: Annotated[
+        bool, typer.Option("--gate/--no-gate", help="Deploy a retrain only when the gate passes (default: always).")
+    ] = False,
 ) -> None:
     """Run the feedback loop on the synthetic world: score, work, observe, retrain, repeat, with drift on."""
-    from monitoring.simulate import POLICIES, SimulationConfig, run_simulation
+    from monitoring.simulate import POLICIES, SimulationConfig, policy_totals, run_simulation
 
     settings = settings_of(ctx)
     chosen = policy or list(POLICIES)
@@ -142,7 +146,7 @@ def simulate(
     settings.train.trials = trials
     if epsilon is not None:
         settings.policy.epsilon = epsilon
-    config = SimulationConfig(cycles=cycles, rows=rows, seed=seed, window=window, monitor=monitor)
+    config = SimulationConfig(cycles=cycles, rows=rows, seed=seed, window=window, monitor=monitor, gate=gate)
     results, report = run_simulation(settings, [(p, ipw) for p in chosen], config)
     table = Table(title=f"simulation (report: {report})", title_justify="left")
     columns = ("policy", "cycle", "model_version", "worked", "explored", "conversions", "true_auc", "retrain")
@@ -152,3 +156,5 @@ def simulate(
         values = r.to_dict()
         table.add_row(*(f"{values[c]:.4f}" if isinstance(values[c], float) else str(values[c]) for c in columns))
     console.print(table)
+    totals = policy_totals(results)
+    show("per policy", {p: {k: round(float(v), 4) for k, v in row.items()} for p, row in totals.iterrows()})

@@ -1,12 +1,13 @@
-"""`scoreloop` serve and bento: thin wrappers over `serving.bento`."""
+"""`scoreloop` serve, bento and score: thin wrappers over `serving.bento` and `serving.batch`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from scoreloop.cli import app, console, fail, settings_of
+from scoreloop.cli import app, console, fail, settings_of, show
 
 
 @app.command()
@@ -34,3 +35,28 @@ def bento(ctx: typer.Context) -> None:
         raise typer.Exit(build(settings_of(ctx)))
     except LookupError as exc:
         raise fail(str(exc)) from exc
+
+
+@app.command()
+def score(
+    ctx: typer.Context,
+    data: Path,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Scored rows: .csv or .parquet.")],
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Records read and scored at a time.")] = 50_000,
+) -> None:
+    """Score DATA (CSV or Parquet, any size) with the champion, as /score does; refused rows go to OUTPUT's
+    .quarantine.csv with a reason each. Rows in = rows scored + rows quarantined."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from scoreloop.tracking import load_registered
+    from serving.batch import file_kind, score_file, total_work
+
+    file_kind(output)  # refuse an unknown output type before loading anything
+    model = load_registered(settings_of(ctx))
+    columns = (TextColumn("scoring {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"))
+    with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as progress:
+        task = progress.add_task(data.name, total=total_work(data))
+        report = score_file(
+            model, data, output, chunk_rows=chunk_rows, on_chunk=lambda done: progress.update(task, completed=done)
+        )
+    show("scored", report.to_dict())

@@ -9,22 +9,31 @@ import typer
 from rich.table import Table
 
 from scoreloop.cli import app, console, fail, settings_of, show
+from scoreloop.settings import Settings
 
 
 @app.command()
 def train(
     ctx: typer.Context,
-    spec: Annotated[Path, typer.Option(help="Dataset spec YAML.")],
-    data: Annotated[Path, typer.Option(help="Ingested Parquet (or a raw export, coerced on the fly).")],
+    spec: Annotated[Path | None, typer.Option(help="Dataset spec YAML.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Ingested Parquet (or a raw export, coerced on the fly).")] = None,
     trials: Annotated[int | None, typer.Option(min=1)] = None,
     study: Annotated[str | None, typer.Option(help="Optuna study name; an existing one is continued.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Tuning processes on the one study.")] = None,
+    resume_logging: Annotated[
+        bool, typer.Option("--resume-logging", help="Log and register the runs kept on disk when the store was down.")
+    ] = False,
 ) -> None:
     """Tune CatBoost on an out-of-time split and register the best model as `challenger`."""
+    settings = settings_of(ctx)
+    if resume_logging:
+        _resume_logging(settings)
+        return
+    if spec is None or data is None:
+        raise fail("--spec and --data are required (or --resume-logging)")
     from scoreloop.spec import DatasetSpec
     from training.train import train as train_model
 
-    settings = settings_of(ctx)
     if trials:
         settings.train.trials = trials
     if workers:
@@ -34,6 +43,16 @@ def train(
     except ValueError as exc:
         raise fail(str(exc)) from exc
     show("trained", result.__dict__)
+
+
+def _resume_logging(settings: Settings) -> None:
+    from training.pending import kept_runs, log_pending
+
+    kept = kept_runs(settings)
+    if not kept:
+        console.print(f"nothing to log: no kept runs under {settings.home.resolve() / 'pending'}")
+    for directory in kept:
+        show(f"logged {directory.name}", log_pending(settings, directory).__dict__)
 
 
 @app.command()
@@ -66,16 +85,32 @@ def runs(ctx: typer.Context, limit: Annotated[int, typer.Option(min=1)] = 20) ->
     if ctx.invoked_subcommand is not None:
         return
     table = Table(title="studies (newest first)", title_justify="left")
-    for column in ("study", "run", "started (UTC)", "trials c/p (study)", "best", "valid AUC", "holdout AUC",
-                   "ECE", "HGB AUC", "version", "best params"):
+    for column in (
+        "study",
+        "run",
+        "started (UTC)",
+        "trials c/p (study)",
+        "best",
+        "valid AUC",
+        "holdout AUC",
+        "ECE",
+        "HGB AUC",
+        "version",
+        "best params",
+    ):
         table.add_column(column, overflow="fold")
     for row in list_studies(settings_of(ctx), limit):
         trials = row["trials"]
         table.add_row(
-            row["study"], row["run_id"][:8], f"{datetime.fromtimestamp(row['started'] / 1000, UTC):%Y-%m-%d %H:%M}",
+            row["study"],
+            row["run_id"][:8],
+            f"{datetime.fromtimestamp(row['started'] / 1000, UTC):%Y-%m-%d %H:%M}",
             f"{trials.get('complete', 0)}/{trials.get('pruned', 0)} ({row['study_trials']})",
-            f"#{row['best_trial']}" if row["best_trial"] else "", _figure(row["best_valid_roc_auc"]),
-            _figure(row["holdout_roc_auc"]), _figure(row["holdout_ece"]), _figure(row["baseline_hgb_roc_auc"]),
+            f"#{row['best_trial']}" if row["best_trial"] else "",
+            _figure(row["best_valid_roc_auc"]),
+            _figure(row["holdout_roc_auc"]),
+            _figure(row["holdout_ece"]),
+            _figure(row["baseline_hgb_roc_auc"]),
             " ".join([f"v{row['version']}" if row["version"] else "", *row["aliases"]]),
             " ".join(f"{k}={_short(v)}" for k, v in row["best_params"].items()),
         )
@@ -126,9 +161,14 @@ def history(ctx: typer.Context) -> None:
         before, after = entry.get("champion_before") or "-", entry.get("champion_after") or "-"
         values = [entry.get(k) for k in ("challenger_value", "champion_value", "challenger_ece", "champion_ece")]
         table.add_row(
-            str(entry["seq"]), entry["at"][:19], entry["action"], before if before == after else f"{before} -> {after}",
-            entry.get("challenger", ""), f"{_figure(values[0])} vs {_figure(values[1])}" if values[0] else "",
-            f"{_figure(values[2])} vs {_figure(values[3])}" if values[2] else "", entry.get("by", ""),
+            str(entry["seq"]),
+            entry["at"][:19],
+            entry["action"],
+            before if before == after else f"{before} -> {after}",
+            entry.get("challenger", ""),
+            f"{_figure(values[0])} vs {_figure(values[1])}" if values[0] else "",
+            f"{_figure(values[2])} vs {_figure(values[3])}" if values[2] else "",
+            entry.get("by", ""),
             entry.get("reason", ""),
         )
     console.print(table)

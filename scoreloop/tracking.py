@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -52,11 +53,57 @@ def configure(settings: Settings, experiment: str | None = None) -> str:
     return experiment_id
 
 
+@contextmanager
+def _single_attempt(timeout_seconds: int):
+    """MLflow's HTTP requests without retries and with a short timeout, for a probe (MLflow reads both per call)."""
+    keys = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_seconds)}
+    saved = {key: os.environ.get(key) for key in keys}
+    os.environ.update(keys)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def unreachable_reason(settings: Settings, timeout_seconds: int = 5) -> str | None:
+    """Why the tracking store cannot be used right now (one attempt, no retries), or None when it answers.
+
+    A refused login is not "unreachable": `configure` explains that one.
+    """
+    try:
+        with _single_attempt(timeout_seconds):
+            MlflowClient(settings.tracking_uri).search_experiments(max_results=1)
+    except MlflowException as exc:
+        if exc.get_http_status_code() in (401, 403):
+            return None
+        return one_line(exc)
+    except OSError as exc:
+        return one_line(exc)
+    return None
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, cut to `limit` characters, for a one-line CLI error or a record."""
+    return " ".join(str(exc).split())[:limit]
+
+
 def version_by_alias(name: str, alias: str) -> ModelVersion | None:
     try:
         return MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+def copy_version(name: str, version: str, to_name: str, alias: str = CHALLENGER) -> str:
+    """Register version `version` of `name` (same run, same artifacts) as a new version of `to_name` with `alias`."""
+    client = MlflowClient()
+    copied = str(client.copy_model_version(f"models:/{name}/{version}", to_name).version)
+    client.set_registered_model_alias(to_name, alias, copied)
+    return copied
 
 
 def download_model(name: str, version: str, dst: Path) -> Path:

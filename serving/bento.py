@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from mlflow import MlflowClient
 
+from scoreloop.model import ScoringModel, load_scoring_model
 from scoreloop.settings import Settings
-from scoreloop.tracking import CHAMPION, configure, version_by_alias
+from scoreloop.tracking import CHAMPION, configure, download_model, version_by_alias
 
 MODEL_TAG_ENV = "SCORELOOP_BENTO_MODEL"
+MLFLOW_DIR = "mlflow_model"  # where bentoml.mlflow.import_model puts the MLflow model inside a BentoML model
 SERVICE = "serving.service:Scorer"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +40,8 @@ def use_bentoml_home(settings: Settings) -> None:
 
 
 def import_champion(settings: Settings) -> str:
-    """Import `models:/NAME@champion` into the BentoML store (once per registry version); returns its tag."""
+    """Copy `models:/NAME@champion` into the BentoML store (once per registry version), with a digest of its files
+    that the service checks before it serves; returns its tag."""
     import bentoml
 
     configure(settings)
@@ -46,17 +53,55 @@ def import_champion(settings: Settings) -> str:
     try:
         bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
-        bentoml.mlflow.import_model(
-            tag,
-            f"models:/{settings.model_name}/{version.version}",
-            labels={"alias": CHAMPION},
-            metadata={
-                "registered_model": settings.model_name,
-                "version": str(version.version),
-                "validation_metrics": validation_metrics(version.run_id),
-            },
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = download_model(settings.model_name, version.version, Path(tmp))
+            with bentoml.models.create(
+                tag,
+                labels={"alias": CHAMPION},
+                metadata={
+                    "registered_model": settings.model_name,
+                    "version": str(version.version),
+                    "validation_metrics": validation_metrics(version.run_id),
+                    "digest": tree_digest(model_dir),
+                },
+            ) as model:
+                shutil.copytree(model_dir, model.path_of(MLFLOW_DIR))
     return tag
+
+
+def tree_digest(folder: Path) -> str:
+    """SHA-256 over every file's relative path and bytes: recorded at import, checked before serving."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class ModelRefused(RuntimeError):
+    """The stored model is missing, altered or unreadable: the server must not start on it."""
+
+
+def load_verified(stored: Any) -> ScoringModel:
+    """Load a BentoML model reference (`bentoml.models.BentoModel`) after checking its files against the digest
+    recorded at import, so a server refuses to start rather than serve a missing, altered or unreadable model."""
+    import bentoml
+
+    try:
+        model = stored.resolve()
+    except bentoml.exceptions.NotFound as exc:
+        raise ModelRefused(f"refusing to serve: {exc}; run `scoreloop serve` to import the champion") from exc
+    folder = Path(model.path_of(MLFLOW_DIR))
+    metadata = model.info.metadata
+    fix = f"delete it (`bentoml models delete {model.tag}`) and run `scoreloop serve` to import the champion again"
+    if "digest" not in metadata:
+        raise ModelRefused(f"refusing to serve {model.tag}: it has no digest recorded at import; {fix}")
+    if not folder.is_dir() or tree_digest(folder) != metadata["digest"]:
+        raise ModelRefused(f"refusing to serve {model.tag}: its files in {folder} are missing or changed; {fix}")
+    try:
+        return load_scoring_model(folder, metadata["registered_model"], metadata["version"])
+    except Exception as exc:  # a digest match that still fails to load: say why, never serve it
+        raise ModelRefused(f"refusing to serve {model.tag}: cannot load it ({exc}); {fix}") from exc
 
 
 def validation_metrics(run_id: str) -> dict[str, float]:

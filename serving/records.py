@@ -81,12 +81,8 @@ def _read_numbers(values: Sequence[Any] | None, size: int, spec: DatasetSpec, na
     if values is None:
         return np.full(size, np.nan), []
     issues: list[Issue] = []
-    if set(map(type, values)) <= _PLAIN_NUMBERS:  # JSON numbers and nulls: nothing to parse (booleans excluded)
-        try:
-            numbers = np.array(values, dtype=np.float64)
-        except OverflowError:
-            numbers = _parse_numbers(values, name, issues)
-    else:
+    numbers = _plain_numbers(values)
+    if numbers is None:
         numbers = _parse_numbers(values, name, issues)
     bounds = spec.ranges.get(name)
     if bounds is not None:
@@ -95,6 +91,18 @@ def _read_numbers(values: Sequence[Any] | None, size: int, spec: DatasetSpec, na
             high = numbers > bounds.max if bounds.max is not None else np.zeros(size, bool)
         issues += [Issue(int(i), name, str(bounds.violation(numbers[i]))) for i in np.flatnonzero(low | high)]
     return numbers, issues
+
+
+def _plain_numbers(values: Sequence[Any]) -> np.ndarray | None:
+    """JSON numbers and nulls as floats without parsing each one (booleans excluded); None when some value needs
+    `read_number`'s verdict: text, or a number too large to be finite (JSON's 1e400)."""
+    if not set(map(type, values)) <= _PLAIN_NUMBERS:
+        return None
+    try:
+        numbers = np.array(values, dtype=np.float64)
+    except OverflowError:
+        return None
+    return None if np.isinf(numbers).any() else numbers
 
 
 def _parse_numbers(values: Sequence[Any], name: str, issues: list[Issue]) -> np.ndarray:
@@ -147,10 +155,19 @@ def _read_texts(values: Sequence[Any] | None, size: int, name: str, *, missing: 
             issues.append(Issue(i, name, f"expected text or a number, got {json_type(value)}"))
         elif not is_missing(value):
             text = str(value).strip()
-            if missing is None and len(text) > ID_MAX_LENGTH:
-                issues.append(Issue(i, name, f"is {len(text)} characters long; at most {ID_MAX_LENGTH} are stored"))
+            if missing is None and (problem := id_problem(text)):
+                issues.append(Issue(i, name, problem))
             out[i] = text
     return out, issues
+
+
+def id_problem(text: str) -> str | None:
+    """Why `text` cannot be stored as a record id (too long, or a NUL character PostgreSQL refuses), or None."""
+    if len(text) > ID_MAX_LENGTH:
+        return f"is {len(text)} characters long; at most {ID_MAX_LENGTH} are stored"
+    if "\x00" in text:
+        return "contains a NUL character"
+    return None
 
 
 def json_type(value: Any) -> str:

@@ -8,7 +8,7 @@ which BentoML answers with a 400. `record_model` documents one record for `/docs
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -19,8 +19,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from scoreloop.coerce import Issue
-from scoreloop.spec import DatasetSpec
-from serving.records import ID_MAX_LENGTH, REQUIRED, input_fields, read_columns
+from scoreloop.spec import DatasetSpec, Range
+from serving.records import REQUIRED, id_problem, input_fields, read_columns
 
 Loc = tuple[int | str, ...]
 
@@ -49,12 +49,20 @@ def _field(spec: DatasetSpec, name: str) -> Any:
     elif name in spec.text:
         what = "free text"
     elif (bounds := spec.ranges.get(name)) is not None:
-        what = f"a number in [{bounds.min}, {bounds.max}]; '$1,200', '1.2k' and 'N/A' are read too"
+        what = f"a number {_bounds_text(bounds)}; '$1,200', '1.2k' and 'N/A' are read too"
     else:
         what = "a number; '$1,200', '1.2k' and 'N/A' are read too"
     if name in spec.required:
         return Field(description=f"Required: {what}.")
     return Field(None, description=f"{what[0].upper()}{what[1:]}; missing is scored.")
+
+
+def _bounds_text(bounds: Range) -> str:
+    if bounds.max is None:
+        return f">= {bounds.min:g}"
+    if bounds.min is None:
+        return f"<= {bounds.max:g}"
+    return f"in [{bounds.min:g}, {bounds.max:g}]"
 
 
 def records_type(spec: DatasetSpec, max_records: int) -> Any:
@@ -193,14 +201,34 @@ class Explained(Scored):
     other_points: float = Field(description="Points of all the other features: baseline + all points = probability.")
 
 
+def _storable_id(value: str) -> str:
+    if problem := id_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """In UTC, as the record store keeps it; a moment that has no UTC equivalent (year 1 at +00:01) is refused."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is out of range in UTC") from None
+
+
 class Outcome(BaseModel):
     """What happened to a scored record."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=ID_MAX_LENGTH, description="The id the record was scored with.")
+    id: Annotated[str, AfterValidator(_storable_id)] = Field(
+        min_length=1, description="The id the record was scored with."
+    )
     converted: bool = Field(description="Whether the positive outcome happened.")
-    at: datetime | None = Field(None, description="When it happened (ISO 8601; no offset means UTC).")
+    at: Annotated[datetime | None, AfterValidator(_utc)] = Field(
+        None, description="When it happened (ISO 8601; no offset means UTC)."
+    )
 
 
 class Stored(BaseModel):

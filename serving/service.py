@@ -1,7 +1,9 @@
 """The BentoML service: loads the imported champion once, scores, explains, and takes outcomes back.
 
-BentoML discovers services by import path, so this module resolves its model when imported: the request schema
-is generated from the spec stored with that model, and the limits come from `Settings().serve`.
+BentoML discovers services by import path, so this module loads its model when imported, after checking its files
+against the digest recorded at import: a missing, altered or unreadable model stops `bentoml serve` with the reason
+before any worker starts. The request schema is generated from the spec stored with that model, and the limits come
+from `Settings().serve`.
 `SCORELOOP_BENTO_MODEL` names the model tag (set by `scoreloop serve`); a built bento serves the model it was
 built with.
 
@@ -17,7 +19,6 @@ from __future__ import annotations
 import hmac
 import os
 from functools import cache
-from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -27,11 +28,10 @@ from fastapi import FastAPI
 from pydantic import BeforeValidator, Field, WithJsonSchema
 from starlette.responses import JSONResponse
 
-from scoreloop.model import load_scoring_model, read_card
 from scoreloop.settings import Settings
 from scoreloop.store import Outcome as StoredOutcome
 from scoreloop.store import RecordStore
-from serving.bento import MODEL_TAG_ENV
+from serving.bento import MODEL_TAG_ENV, load_verified
 from serving.records import field_counts
 from serving.schema import (
     Explained,
@@ -52,8 +52,8 @@ FEEDBACK_ROUTE = "/feedback"
 settings = Settings()
 limits = settings.serve
 _bento_model = bentoml.models.BentoModel(os.environ.get(MODEL_TAG_ENV, "scoreloop-model:latest"))
-_model_dir = Path(_bento_model.resolve().path_of("mlflow_model"))
-_spec = read_card(_model_dir).spec
+_model = load_verified(_bento_model)  # in the serving process first: a bad model stops `bentoml serve` with a reason
+_spec = _model.spec
 Records = records_type(_spec, limits.max_records)
 Columns = columns_type(_spec, limits.max_records)
 ScoredList = Annotated[  # serialised here rather than by pydantic: a third of the cost of a 1,000-record call
@@ -92,9 +92,8 @@ class Scorer:
     bento_model = _bento_model
 
     def __init__(self) -> None:
-        metadata = self.bento_model.info.metadata  # BentoML hands the instance the resolved stored model
-        self.model = load_scoring_model(_model_dir, metadata["registered_model"], metadata["version"])
-        self.validation_metrics: dict[str, float] = metadata.get("validation_metrics", {})
+        self.model = _model
+        self.validation_metrics: dict[str, float] = self.bento_model.info.metadata.get("validation_metrics", {})
         self.store = RecordStore(settings.record_store_url)
         self.metrics = _metrics()
         self.log = ScoreLog(

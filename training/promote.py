@@ -17,10 +17,10 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from scoreloop.settings import GateSettings, Settings
-from scoreloop.tracking import CHALLENGER, CHAMPION, configure, load_version, version_by_alias
+from scoreloop.tracking import CHALLENGER, CHAMPION, configure, load_version, one_line, version_by_alias
 from training.history import PROMOTED, REFUSED, ROLLED_BACK, champion_line, read_history, record_decision
 from training.metrics import evaluate, improvement
-from training.train import HOLDOUT_ARTIFACT
+from training.tags import HOLDOUT_ARTIFACT
 
 ROLLED_BACK_TAG = "scoreloop.rolled_back"
 
@@ -87,7 +87,11 @@ def promote(settings: Settings) -> GateDecision:
         return _record(client, name, decision)
     holdout_run, holdout = _newest_holdout(client, challenger, champion)
     described = f"run {holdout_run} ({len(holdout)} rows)"
-    scores = _score(name, new, holdout, settings)
+    try:
+        scores = _score(name, new, holdout, settings)
+    except Exception as exc:  # a version that cannot be loaded and scored must never become champion
+        reason = f"version {new} cannot be loaded and scored ({one_line(exc)})"
+        return _record(client, name, GateDecision(False, reason, challenger_value=None, champion_value=None, **base))
     if old is None:
         decision = GateDecision(
             True,
@@ -181,7 +185,11 @@ def rollback(settings: Settings, to_version: str | None = None, reason: str | No
     target = str(to_version).removeprefix("v") if to_version else _previous_champion(client, name, demoted)
     if target == demoted:
         raise LookupError(f"version {target} is already the champion")
-    if ROLLED_BACK_TAG in client.get_model_version(name, target).tags:  # raises when the version does not exist
+    try:
+        load_version(name, target)
+    except Exception as exc:  # champion only ever points to a complete, loadable version
+        raise LookupError(f"version {target} cannot be loaded ({one_line(exc)}): champion stays on {demoted}") from exc
+    if ROLLED_BACK_TAG in client.get_model_version(name, target).tags:
         client.delete_model_version_tag(name, target, ROLLED_BACK_TAG)  # named explicitly: trusted again
     at = datetime.now(UTC).isoformat(timespec="seconds")
     client.set_model_version_tag(name, demoted, ROLLED_BACK_TAG, f"at {at}, champion returned to version {target}")

@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 
 from scoreloop.settings import Settings
 from scoreloop.tracking import configure, version_by_alias
-from training.train import ROLE_TAG, STUDY_TAG, VERSION_TAG
+from training.tags import ROLE_TAG, STUDY_TAG, VERSION_TAG
 
 STUDY_FILTER = f"tags.`{ROLE_TAG}` = 'study'"
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -62,10 +62,19 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def running(command: list[str], ready_url: str, log_path: Path, env: dict[str, str], timeout: float = 120):
+def running(
+    command: list[str],
+    ready_url: str,
+    log_path: Path,
+    env: dict[str, str],
+    timeout: float = 120,
+    cwd: Path | None = None,
+):
     """Start `command` in its own process group, wait until `ready_url` answers 200, stop the group after."""
     with log_path.open("w") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd
+        )
         try:
             deadline = time.monotonic() + timeout
             while True:

@@ -1,11 +1,10 @@
-"""The whole loop through the real CLI: registry state, run structure, drift report and a live server."""
+"""The whole loop through the real CLI: registry state, run structure, drift report (the server: test_serving.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import httpx
 import mlflow
 import pandas as pd
 import pytest
@@ -71,8 +70,16 @@ def test_monitor_writes_a_drift_report(trained_home: Path, client: MlflowClient)
     old, new = trained_home / "old.parquet", trained_home / "new.parquet"
     rows.head(1000).to_parquet(old)
     rows.tail(1000).to_parquet(new)
-    cli(trained_home, "monitor", "--reference", str(old), "--current", str(new),
-        "--spec", str(trained_home / "spec.yaml"))
+    cli(
+        trained_home,
+        "monitor",
+        "--reference",
+        str(old),
+        "--current",
+        str(new),
+        "--spec",
+        str(trained_home / "spec.yaml"),
+    )
     reports = list((trained_home / "reports").glob("*-drift"))
     assert len(reports) == 1
     assert (reports[0] / "drift.html").stat().st_size > 10_000
@@ -82,40 +89,3 @@ def test_monitor_writes_a_drift_report(trained_home: Path, client: MlflowClient)
     runs = client.search_runs([experiment.experiment_id])
     assert runs[0].data.tags["scoreloop.model_version"] == "1"
     assert runs[0].data.metrics["drifted_columns"] >= 1  # the export was generated with covariate drift
-
-
-def test_server_scores_records(server: str) -> None:
-    records = [
-        {"lead_id": "a", "industry": "SaaS", "employees": "1,200", "annual_revenue": "$1.2M", "product_events": 40},
-        {"industry": "fintec", "source": "N/A"},  # misspelling mapped, missing scored
-        {"industry": "quantum_farming"},  # unseen category: scored, not rejected
-    ]
-    response = httpx.post(f"{server}/score", json={"records": records}, timeout=30)
-    assert response.status_code == 200, response.text
-    scored = response.json()
-    assert len(scored) == 3
-    assert scored[0]["id"] == "a" and scored[0]["version"] == "1"
-    assert all(0 <= s["probability"] <= 1 and 0 <= s["score"] <= 100 and s["tier"] in "ABCD" for s in scored)
-
-
-@pytest.mark.parametrize(
-    ("record", "field", "message"),
-    [
-        ({"employees": "lots"}, "employees", "cannot read 'lots' as a number"),
-        ({"employees": -4}, "employees", "below the minimum 0"),
-        ({"employes": 3}, "employes", "Extra inputs are not permitted"),
-        ({"employees": True}, "employees", "as a number"),
-    ],
-)
-def test_bad_input_is_a_400_naming_record_and_field(server: str, record: dict, field: str, message: str) -> None:
-    response = httpx.post(f"{server}/score", json={"records": [{"industry": "saas"}, record]}, timeout=30)
-    assert response.status_code == 400, response.text
-    detail = response.json()["detail"][0]
-    assert detail["loc"] == ["records", 1, field]
-    assert message in detail["msg"]
-
-
-@pytest.mark.parametrize("body", ["not json", '{"rows": []}', '{"records": {"a": 1}}', '{"records": [1, 2]}'])
-def test_malformed_bodies_are_4xx_never_5xx(server: str, body: str) -> None:
-    response = httpx.post(f"{server}/score", content=body, headers={"content-type": "application/json"}, timeout=30)
-    assert 400 <= response.status_code < 500, response.text

@@ -1,0 +1,148 @@
+"""Serving speed, one command, one model: raw in-process CatBoost, the served /score at batch 1/100/1000 (and
+/score/columns at 1000), and `mlflow models serve --env-manager local` on the same registered version; then where a
+/score call spends its time.
+
+    .venv/bin/python -m benchmarks.serving [--home HOME] [--requests 2000]
+
+Without --home it trains a small model in a temp home first (about a minute). Latencies are measured one request at a
+time on one keep-alive connection (p50/p99); rows/s is rows scored divided by the wall time of those requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.served import Client, free_port, percentiles_ms, records_body, server_env, started, trained_home
+from scoreloop.model import model_frame
+from scoreloop.settings import Settings
+from scoreloop.tracking import load_registered
+from serving.schema import check_records
+from serving.scoring import model_pool, records_json, score_rows
+
+BATCHES = (1, 100, 1000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, help="A home with a champion (default: train one in a temp home).")
+    parser.add_argument("--requests", type=int, default=2000, help="Requests at batch 1 (fewer at larger batches).")
+    args = parser.parse_args()
+    home = trained_home(args.home, rows=20_000, trials=3)
+    settings = Settings(home=home)
+    model = load_registered(settings)
+    frame = pd.read_parquet(home / "leads.parquet").head(max(BATCHES))
+    fields = [*filter(None, [model.spec.id_column]), *model.spec.features]
+    records = json.loads(frame[fields].to_json(orient="records"))  # NaN -> null, as a client sends it
+    counts = {size: max(20, int(args.requests / size**0.5)) for size in BATCHES}
+
+    rows = [measure_raw(model, frame, size, counts[size]) for size in BATCHES]
+    port = free_port()
+    serve = [sys.executable, "-m", "scoreloop", "--home", str(home), "serve", "--port", str(port)]
+    with started(serve, port, "/readyz", server_env(), home / "bench-serve.log"):
+        for size in BATCHES:
+            body = records_body(records[:size])
+            rows.append(measure_http("bentoml /score", port, "/score", body, size, counts[size]))
+        columns = json.dumps({"columns": pd.DataFrame(records).to_dict("list")}).encode()  # NaN -> NaN literal
+        rows.append(measure_http("bentoml /score/columns", port, "/score/columns", columns, 1000, counts[1000]))
+    mlflow_port = free_port()
+    mlflow_serve = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{settings.model_name}@champion",
+                    "--env-manager", "local", "-p", str(mlflow_port), "-w", "1"]  # fmt: skip
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"  # --env-manager local runs uvicorn from PATH
+    env = server_env(MLFLOW_TRACKING_URI=settings.tracking_uri, PATH=path)
+    with started(mlflow_serve, mlflow_port, "/health", env, home / "bench-mlflow.log"):
+        for size in BATCHES:
+            body = mlflow_body(model_frame(frame.head(size), model.spec))
+            rows.append(measure_http("mlflow models serve", mlflow_port, "/invocations", body, size, counts[size]))
+    print_table(rows)
+    print_breakdown(model, records)
+
+
+def measure_raw(model, frame: pd.DataFrame, size: int, count: int) -> dict:
+    """`predict_proba` on a ready model frame: the ceiling any served path is measured against."""
+    ready = model_frame(frame.head(size), model.spec)
+    return timed("raw predict_proba", size, count, lambda: model.classifier.predict_proba(ready))
+
+
+def measure_http(path_name: str, port: int, route: str, body: bytes, size: int, count: int) -> dict:
+    client = Client(port)
+
+    def call() -> None:
+        status, answer = client.post(route, body)
+        if status != 200:
+            raise SystemExit(f"{path_name} {route} answered {status}: {answer[:300]!r}")
+
+    try:
+        return timed(path_name, size, count, call)
+    finally:
+        client.close()
+
+
+def timed(name: str, size: int, count: int, call: Callable[[], object]) -> dict:
+    for _ in range(min(20, count)):  # warm-up: connections, caches, lazy imports
+        call()
+    latencies = []
+    start = time.perf_counter()
+    for _ in range(count):
+        began = time.perf_counter()
+        call()
+        latencies.append(time.perf_counter() - began)
+    wall = time.perf_counter() - start
+    p50, p99 = percentiles_ms(latencies)
+    return {"path": name, "batch": size, "requests": count, "p50_ms": p50, "p99_ms": p99, "rows_s": size * count / wall}
+
+
+def mlflow_body(frame: pd.DataFrame) -> bytes:
+    split = json.loads(frame.to_json(orient="split", index=False))
+    return json.dumps({"dataframe_split": split}).encode()
+
+
+def print_table(rows: list[dict]) -> None:
+    """One markdown table; ratios against raw in-process and against mlflow models serve at the same batch."""
+    by = {(row["path"], row["batch"]): row["rows_s"] for row in rows}
+    print("| path | batch | requests | p50 ms | p99 ms | rows/s | vs raw | bentoml vs mlflow |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        raw = by[("raw predict_proba", row["batch"])]
+        versus = ""
+        if row["path"].startswith("bentoml"):
+            versus = f"{row['rows_s'] / by[('mlflow models serve', row['batch'])]:.1f}x"
+        print(f"| {row['path']} | {row['batch']} | {row['requests']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
+              f"| {row['rows_s']:,.0f} | {row['rows_s'] / raw:.0%} | {versus} |")  # fmt: skip
+
+
+def print_breakdown(model, records: list[dict]) -> None:
+    """Where a 1,000-record /score call spends its time inside the service, step by step (median of 50 runs)."""
+    body = records_body(records)
+    steps: dict[str, Callable[[], object]] = {}
+    steps["JSON decoding"] = lambda: json.loads(body)
+    steps["validation + coercion (check_records)"] = lambda: check_records(records, model.spec, len(records))
+    rows = check_records(records, model.spec, len(records))
+    steps["CatBoost pool building"] = lambda: model_pool(rows, model.spec)
+    pool = model_pool(rows, model.spec)
+    steps["predict_proba"] = lambda: model.classifier.predict_proba(pool)
+    steps["score + tier (score_rows, incl. the two above)"] = lambda: score_rows(model, rows)
+    scored = score_rows(model, rows)
+    steps["response encoding"] = lambda: records_json(scored)
+    print(f"\nin-process steps of one /score call with {len(records)} records (median of 50):")
+    print("| step | ms |")
+    print("|---|---:|")
+    for name, step in steps.items():
+        times = []
+        for _ in range(50):
+            began = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - began)
+        print(f"| {name} | {np.median(times) * 1000:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Batch scoring of a file of any size (`scoreloop score`): read in chunks, score through the service's own path.
+
+Each chunk is read against the spec by `serving.records.read_frame` and scored by `serving.scoring.score_rows`, the
+same code as `/score`, so a file and a request with the same values get the same answer. Rows that cannot be scored
+(a value the contract refuses, a CSV line with the wrong field count) go to the quarantine file beside the output
+with their record number, their original text and the reason. Rows in = rows scored + rows quarantined, always.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scoreloop.coerce import Issue
+from scoreloop.ingest import RAW_LINE, REASON, RECORD, quarantine_path
+from scoreloop.model import ScoringModel
+from serving.records import read_frame
+from serving.scoring import score_rows
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+SCORED_SCHEMA = pa.schema(
+    [(RECORD, pa.int64()), ("id", pa.string()), ("probability", pa.float64()), ("score", pa.int64()),
+     ("tier", pa.string()), ("model", pa.string()), ("version", pa.string())]
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Well-formed records as text (or as Parquet stores them), their 1-based record numbers, and malformed lines."""
+
+    frame: pd.DataFrame
+    records: np.ndarray
+    malformed: list[tuple[int, str, str]] = field(default_factory=list)  # (record, reason, raw line)
+    done: int = 0  # progress after this chunk, in the unit of `total_work`
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    rows_in: int
+    rows_scored: int
+    rows_quarantined: int
+    output: Path
+    quarantine: Path | None
+    model: str
+    version: str
+
+    def to_dict(self) -> dict:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
+
+
+def file_kind(path: Path) -> str:
+    """'csv' or 'parquet' from the file name; anything else is refused naming the suffixes allowed."""
+    name = path.name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    raise ValueError(f"{path}: unsupported file type; use one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
+
+
+def total_work(path: Path) -> int:
+    """The progress total: rows for Parquet (from its footer), bytes for CSV (read position, cheap to know)."""
+    return pq.ParquetFile(path).metadata.num_rows if file_kind(path) == "parquet" else path.stat().st_size
+
+
+def read_chunks(path: Path, rows: int) -> Iterator[Chunk]:
+    """`rows` records at a time; CSV fields are read as text so the spec's coercion sees what the file holds."""
+    if file_kind(path) == "parquet":
+        start = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            frame = batch.to_pandas()
+            yield Chunk(frame, np.arange(start + 1, start + len(frame) + 1), done=start + len(frame))
+            start += len(frame)
+        return
+    yield from _csv_chunks(path, rows)
+
+
+def _csv_chunks(path: Path, rows: int) -> Iterator[Chunk]:
+    with path.open("rb") as raw:
+        binary = gzip.GzipFile(fileobj=raw) if path.name.lower().endswith(".gz") else raw
+        reader = csv.reader(io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""))
+        header = [name.strip() for name in next(reader, None) or []]
+        if not header:
+            raise ValueError(f"{path} is empty: expected a header row")
+        good: list[list[str]] = []
+        numbers: list[int] = []
+        malformed: list[tuple[int, str, str]] = []
+        for number, row in enumerate(reader, start=1):
+            if len(row) == len(header):
+                good.append(row)
+                numbers.append(number)
+            elif row:
+                reason = f"expected {len(header)} fields, found {len(row)} (line {reader.line_num})"
+                malformed.append((number, reason, _csv_line(row)))
+            if len(good) + len(malformed) >= rows:
+                yield Chunk(pd.DataFrame(good, columns=header, dtype=object), np.array(numbers), malformed, raw.tell())
+                good, numbers, malformed = [], [], []
+        if good or malformed:
+            yield Chunk(pd.DataFrame(good, columns=header, dtype=object), np.array(numbers), malformed, raw.tell())
+
+
+def _csv_line(row: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(row)
+    return buffer.getvalue()
+
+
+def score_file(
+    model: ScoringModel,
+    source: Path,
+    output: Path,
+    *,
+    chunk_rows: int = 50_000,
+    on_chunk: Callable[[int], None] = lambda done: None,
+) -> BatchReport:
+    """Score `source` into `output` (CSV or Parquet by its suffix) plus `output`'s .quarantine.csv; `on_chunk`
+    gets the progress after each chunk (see `total_work`)."""
+    output, qpath = Path(output), quarantine_path(Path(output))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    qpath.unlink(missing_ok=True)
+    scored_file = _ParquetFile(output) if file_kind(output) == "parquet" else _CsvFile(output, SCORED_SCHEMA.names)
+    quarantine: _CsvFile | None = None
+    rows_in = rows_scored = rows_quarantined = 0
+    try:
+        for chunk in read_chunks(Path(source), chunk_rows):
+            checked = read_frame(chunk.frame, model.spec)
+            accepted = np.setdiff1d(np.arange(len(chunk.frame)), checked.rejected)
+            scored_file.write(_scored_frame(score_rows(model, checked.rows[accepted]), chunk.records[accepted]))
+            refused = _quarantine_frame(chunk, checked.issues)
+            if len(refused):
+                quarantine = quarantine or _CsvFile(qpath, list(refused.columns))
+                quarantine.write(refused)
+            rows_in += len(chunk.frame) + len(chunk.malformed)
+            rows_scored += len(accepted)
+            rows_quarantined += len(refused)
+            on_chunk(chunk.done)
+    finally:
+        scored_file.close()
+    quarantined = qpath if quarantine else None
+    report = BatchReport(rows_in, rows_scored, rows_quarantined, output, quarantined, model.name, model.version)
+    if report.rows_in != report.rows_scored + report.rows_quarantined:
+        raise AssertionError(f"batch scoring accounting broke: {report.to_dict()}")
+    return report
+
+
+def _scored_frame(scored: np.ndarray, records: np.ndarray) -> pd.DataFrame:
+    """The /score fields per scored row, after the 1-based record number that joins them back to the file."""
+    frame = pd.DataFrame({name: scored[name] for name in scored.dtype.names})
+    frame.insert(0, RECORD, records.astype(np.int64))
+    return frame
+
+
+def _quarantine_frame(chunk: Chunk, issues: list[Issue]) -> pd.DataFrame:
+    """Refused records with their number, the reasons (every field at fault) and their original values as text;
+    malformed CSV lines with their raw text. The columns are the same for every chunk of a file."""
+    by_row: dict[int, list[str]] = {}
+    for issue in issues:
+        by_row.setdefault(issue.row, []).append(str(issue))
+    rows = sorted(by_row)
+    refused = chunk.frame.iloc[rows].astype(str)
+    refused.insert(0, REASON, ["; ".join(by_row[row]) for row in rows])
+    refused.insert(0, RECORD, chunk.records[rows])
+    broken = pd.DataFrame(chunk.malformed, columns=[RECORD, REASON, RAW_LINE])
+    columns = [RECORD, REASON, *chunk.frame.columns, RAW_LINE]
+    return pd.concat([refused, broken], ignore_index=True).reindex(columns=columns).sort_values(RECORD)
+
+
+class _CsvFile:
+    """A CSV file written a frame at a time under one header (every field quoted: raw values may hold \\r)."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.path = path
+        self.columns = columns
+        pd.DataFrame(columns=columns).to_csv(path, index=False, quoting=csv.QUOTE_ALL)
+
+    def write(self, frame: pd.DataFrame) -> None:
+        frame[self.columns].to_csv(self.path, mode="a", header=False, index=False, quoting=csv.QUOTE_ALL)
+
+    def close(self) -> None:
+        """Nothing is held open between writes."""
+
+
+class _ParquetFile:
+    """A Parquet file written a frame at a time, in the fixed schema of the scored fields."""
+
+    def __init__(self, path: Path) -> None:
+        self.writer = pq.ParquetWriter(path, SCORED_SCHEMA)
+
+    def write(self, frame: pd.DataFrame) -> None:
+        self.writer.write_table(pa.Table.from_pandas(frame, schema=SCORED_SCHEMA, preserve_index=False))
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,59 @@
+"""Pure decisions of the training stage: the gate's verdict, the champion line, worker shares, study fingerprints."""
+
+from __future__ import annotations
+
+import pytest
+
+from scoreloop.settings import GateSettings, Settings
+from training.history import PROMOTED, REFUSED, ROLLED_BACK, champion_line
+from training.promote import judge
+from training.tune import open_study, worker_shares
+
+CHAMPION = {"roc_auc": 0.80, "ece": 0.030}
+
+
+def test_gate_promotes_a_tie_with_zero_margin_and_refuses_a_loss() -> None:
+    promoted, reason = judge("roc_auc", {"roc_auc": 0.80, "ece": 0.030}, CHAMPION, GateSettings())
+    assert promoted and "meets the margin" in reason
+    promoted, reason = judge("roc_auc", {"roc_auc": 0.79, "ece": 0.020}, CHAMPION, GateSettings())
+    assert not promoted and "improvement -0.0100 misses the margin 0" in reason
+
+
+def test_gate_refuses_a_better_ranker_that_is_worse_calibrated() -> None:
+    challenger = {"roc_auc": 0.85, "ece": 0.045}
+    promoted, reason = judge("roc_auc", challenger, CHAMPION, GateSettings(ece_tolerance=0.01))
+    assert not promoted and "+0.0150 beyond the tolerance 0.01" in reason
+    assert judge("roc_auc", challenger, CHAMPION, GateSettings(ece_tolerance=0.02))[0]
+
+
+def test_gate_margin_and_lower_is_better_metrics() -> None:
+    gate = GateSettings(metric="log_loss", margin=0.01)
+    assert judge("log_loss", {"log_loss": 0.30, "ece": 0.03}, {"log_loss": 0.32, "ece": 0.03}, gate)[0]
+    assert not judge("log_loss", {"log_loss": 0.315, "ece": 0.03}, {"log_loss": 0.32, "ece": 0.03}, gate)[0]
+
+
+def test_champion_line_replays_promotions_and_rollbacks() -> None:
+    history = [
+        {"action": PROMOTED, "champion_after": "1"},
+        {"action": REFUSED, "champion_after": "1"},
+        {"action": PROMOTED, "champion_after": "2"},
+        {"action": ROLLED_BACK, "champion_before": "2", "champion_after": "1"},
+        {"action": PROMOTED, "champion_after": "3"},
+    ]
+    assert champion_line(history) == ["1", "3"]
+    assert champion_line(history[:3]) == ["1", "2"]
+
+
+def test_worker_shares_split_trials_evenly_and_skip_idle_workers() -> None:
+    assert worker_shares(5, 2) == [3, 2]
+    assert worker_shares(2, 4) == [1, 1]
+    assert sum(worker_shares(17, 3)) == 17
+
+
+def test_a_study_refuses_to_continue_on_other_data(tmp_path) -> None:
+    settings = Settings(home=tmp_path)
+    fingerprint = {"data_digest": "aaaa", "seed": 42}
+    open_study(settings, "s", fingerprint)
+    assert open_study(settings, "s", fingerprint).study_name == "s"  # same objective: continued
+    with pytest.raises(ValueError, match=r"study 's' was started with other data_digest"):
+        open_study(settings, "s", {**fingerprint, "data_digest": "bbbb"})
