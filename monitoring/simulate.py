@@ -1,11 +1,12 @@
 """The feedback loop on the synthetic lead world, where every lead's true conversion probability is known.
 
-Month 0 is a pilot in which every lead was worked: the first champion trains on it. Each following month is one
-cycle: the champion scores the month's leads, the work policy picks which are worked, outcomes arrive for those
-only (the world's Bernoulli draw of each lead's true probability), a monitoring report compares the month with
-the previous one, and a sliding-window retrain trains a challenger on the labelled records and runs the gate.
-The world drifts (covariates and concept) as the months pass. Every cycle goes through the real record store,
-MLflow registry and gate; each policy has its own model name and store under the home.
+Month 0 is a pilot in which every lead was worked: the first champion trains on it, once, and every policy starts
+from a copy of it. Each following month is one cycle: the champion scores the month's leads, the work policy picks
+which are worked, outcomes arrive for those only (the world's Bernoulli draw of each lead's true probability), a
+monitoring report compares the month with the previous one, and a sliding-window retrain trains a challenger on
+the labelled records and runs the gate. A last month is only scored, by the model the final cycle produced. The
+world drifts (covariates and concept) as the months pass. Every cycle goes through the real record store, MLflow
+registry and gate; each policy has its own model name and store under the home.
 
 Because the truth is known, each cycle measures what monitoring alone cannot: the expected ROC AUC of the model
 in use on the whole month's population (`expected_auc` against the true probabilities).

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,23 +60,38 @@ def read_raw(path: Path) -> RawTable:
 
 
 def _read_csv(path: Path) -> RawTable:
-    rows: list[list[str]] = []
-    records: list[int] = []
-    malformed: list[dict] = []
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
+    return next(read_csv_chunks(path, sys.maxsize))[0]
+
+
+def read_csv_chunks(path: Path, rows: int) -> Iterator[tuple[RawTable, int]]:
+    """A CSV export read as text `rows` records at a time (at least one chunk, maybe empty), each with the bytes of
+    the file read so far. A record whose field count is wrong is kept for the quarantine with its raw text."""
+    with path.open("rb") as raw:
+        binary = gzip.GzipFile(fileobj=raw) if path.suffix.lower() == ".gz" else raw
+        reader = csv.reader(io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""))
         header = next(reader, None)
         if header is None:
             raise ValueError(f"{path} is empty: expected a header row")
         header = [h.strip() for h in header]
+        good: list[list[str]] = []
+        records: list[int] = []
+        malformed: list[dict] = []
+        yielded = False
         for number, row in enumerate(reader, start=1):
             if len(row) == len(header):
-                rows.append(row)
+                good.append(row)
                 records.append(number)
             elif row:
                 reason = f"expected {len(header)} fields, found {len(row)} (line {reader.line_num})"
                 malformed.append({RECORD: number, REASON: reason, RAW_LINE: _as_csv_line(row)})
+            if len(good) + len(malformed) >= rows:
+                yield _raw_table(header, good, records, malformed), raw.tell()
+                good, records, malformed, yielded = [], [], [], True
+        if good or malformed or not yielded:
+            yield _raw_table(header, good, records, malformed), raw.tell()
+
+
+def _raw_table(header: list[str], rows: list[list[str]], records: list[int], malformed: list[dict]) -> RawTable:
     frame = pd.DataFrame(rows, columns=header, dtype=object)
     return RawTable(frame, pd.Series(records, dtype=int), pd.DataFrame(malformed, columns=[RECORD, REASON, RAW_LINE]))
 

@@ -117,7 +117,7 @@ class ServeSettings(BaseModel):
     max_records: int = Field(1000, ge=1, description="Most records one request may carry; more is a 413.")
     max_batch_size: int = Field(1000, ge=1, description="Most records adaptive batching merges into one call.")
     max_latency_ms: int = Field(
-        200, ge=1, description="Queueing budget of adaptive batching; beyond it requests are shed with a 503."
+        1000, ge=1, description="Queueing budget of adaptive batching; beyond it requests are shed with a 503."
     )
     workers: int = Field(1, ge=1, description="Server processes, each with its own model copy and batcher.")
     explain_top: int = Field(3, ge=1, description="Reasons per record /explain gives when the request names none.")

@@ -9,8 +9,6 @@ with their record number, their original text and the reason. Rows in = rows sco
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scoreloop.coerce import Issue
-from scoreloop.ingest import RAW_LINE, REASON, RECORD, quarantine_path
+from scoreloop.ingest import RAW_LINE, REASON, RECORD, quarantine_path, read_csv_chunks
 from scoreloop.model import ScoringModel
 from serving.records import read_frame
 from serving.scoring import score_rows
@@ -40,7 +38,7 @@ class Chunk:
 
     frame: pd.DataFrame
     records: np.ndarray
-    malformed: list[tuple[int, str, str]] = field(default_factory=list)  # (record, reason, raw line)
+    malformed: list[dict] = field(default_factory=list)  # quarantine entries: _record, _reason, _raw_line
     done: int = 0  # progress after this chunk, in the unit of `total_work`
 
 
@@ -86,33 +84,9 @@ def read_chunks(path: Path, rows: int) -> Iterator[Chunk]:
 
 
 def _csv_chunks(path: Path, rows: int) -> Iterator[Chunk]:
-    with path.open("rb") as raw:
-        binary = gzip.GzipFile(fileobj=raw) if path.name.lower().endswith(".gz") else raw
-        reader = csv.reader(io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""))
-        header = [name.strip() for name in next(reader, None) or []]
-        if not header:
-            raise ValueError(f"{path} is empty: expected a header row")
-        good: list[list[str]] = []
-        numbers: list[int] = []
-        malformed: list[tuple[int, str, str]] = []
-        for number, row in enumerate(reader, start=1):
-            if len(row) == len(header):
-                good.append(row)
-                numbers.append(number)
-            elif row:
-                reason = f"expected {len(header)} fields, found {len(row)} (line {reader.line_num})"
-                malformed.append((number, reason, _csv_line(row)))
-            if len(good) + len(malformed) >= rows:
-                yield Chunk(pd.DataFrame(good, columns=header, dtype=object), np.array(numbers), malformed, raw.tell())
-                good, numbers, malformed = [], [], []
-        if good or malformed:
-            yield Chunk(pd.DataFrame(good, columns=header, dtype=object), np.array(numbers), malformed, raw.tell())
-
-
-def _csv_line(row: list[str]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(row)
-    return buffer.getvalue()
+    for table, position in read_csv_chunks(path, rows):
+        malformed = table.malformed.to_dict("records")
+        yield Chunk(table.frame, table.records.to_numpy(), malformed, position)
 
 
 def score_file(

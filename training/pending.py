@@ -26,7 +26,8 @@ from scoreloop.settings import Settings
 from scoreloop.tracking import CHALLENGER, configure, unreachable_reason
 from training.tags import HOLDOUT_ARTIFACT, VERSION_TAG
 
-RUN_FILE, MODEL_FILE, DECILES_FILE, ARTIFACTS = "run.json", "model.cbm", "deciles.parquet", "artifacts"
+RUN_FILE, MODEL_FILE, CARD_FILE, DECILES_FILE = "run.json", "model.cbm", "card.json", "deciles.parquet"
+ARTIFACTS = "artifacts"
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def keep(
     model.save_model(str(directory / MODEL_FILE))
     holdout.to_parquet(directory / ARTIFACTS / HOLDOUT_ARTIFACT, index=False)
     deciles.to_parquet(directory / DECILES_FILE, index=False)
-    (directory / "card.json").write_text(card.model_dump_json())
+    (directory / CARD_FILE).write_text(card.model_dump_json())
     _write(directory, run)
     return directory
 
@@ -125,15 +126,15 @@ def _log(settings: Settings, directory: Path) -> TrainResult:
         mlflow.set_tags(run.tags)
         mlflow.log_table(pd.read_parquet(directory / DECILES_FILE), "evaluation/deciles.json")
         mlflow.log_artifacts(str(directory / ARTIFACTS))
-        version = run.version or _log_model(settings, directory, run)
+        version = run.version or _log_model(directory, run)
         MlflowClient().set_registered_model_alias(run.model_name, CHALLENGER, version)
         mlflow.set_tag(VERSION_TAG, version)
     return TrainResult(run_id=run.run_id, version=version, **run.result)
 
 
-def _log_model(settings: Settings, directory: Path, run: PendingRun) -> str:
+def _log_model(directory: Path, run: PendingRun) -> str:
     """Log the CatBoost model with signature, input example and card; register it and note the version on disk."""
-    card = ModelCard.model_validate_json((directory / "card.json").read_text())
+    card = ModelCard.model_validate_json((directory / CARD_FILE).read_text())
     model = CatBoostClassifier()
     model.load_model(str(directory / MODEL_FILE))
     holdout_x = model_frame(pd.read_parquet(directory / ARTIFACTS / HOLDOUT_ARTIFACT), card.spec)

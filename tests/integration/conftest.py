@@ -106,3 +106,13 @@ def server(trained_home: Path) -> Iterator[str]:
     command = [sys.executable, "-m", "scoreloop", "--home", str(trained_home), "serve", "--port", url.rsplit(":", 1)[1]]
     with running(command, f"{url}/readyz", trained_home / "serve.log", clean_env()):
         yield url
+
+
+@pytest.fixture(scope="module")
+def own_tracking_uri() -> Iterator[None]:
+    """For in-process tests with their own home: MLflow exports MLFLOW_TRACKING_URI whenever a store is configured,
+    and Settings lets that variable win over the home, so an earlier module's store would be used. Drop it for the
+    module and restore it afterwards."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield

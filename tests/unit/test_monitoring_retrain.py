@@ -1,0 +1,71 @@
+"""Sliding-window retraining's pure parts: scoring-log rows -> training rows, and the window comparison."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scoreloop.spec import DatasetSpec
+from training.retrain import compare_windows, training_rows
+
+SPEC = DatasetSpec(
+    id_column="lead_id",
+    time_column="created_at",
+    target="converted",
+    positive_label="1",
+    numeric=["employees"],
+    categorical=["industry"],
+)
+
+
+def log() -> pd.DataFrame:
+    """A labelled scoring-log extract: L2 scored twice, L3 without an outcome yet, L4 missing its industry."""
+    return pd.DataFrame(
+        {
+            "record_id": ["L1", "L2", "L3", "L2", "L4"],
+            "scored_at": pd.to_datetime(["2024-03-05", "2024-03-01", "2024-03-02", "2024-03-04", "2024-03-03"]),
+            "created_at": ["2024-02-01T00:00:00", "2024-02-02T00:00:00", "2024-02-03T00:00:00",
+                           "2024-02-02T00:00:00", "2024-01-30T00:00:00"],
+            "employees": [10, 20, 30, 25, None],
+            "industry": ["saas", "retail", "saas", "retail", None],
+            "outcome": [1.0, 0.0, np.nan, 1.0, 0.0],
+            "propensity": [1.0, 0.1, 0.1, 0.2, np.nan],
+            "policy": ["exploit", "explore", "skip", "explore", None],
+        }
+    )  # fmt: skip
+
+
+def test_only_labelled_records_train_once_each_in_time_order() -> None:
+    rows = training_rows(log(), SPEC)
+    assert list(rows["lead_id"]) == ["L4", "L2", "L1"]  # by scored_at; L3 has no label; L2 once
+    assert list(rows.columns) == ["lead_id", "created_at", "employees", "industry", "converted", "propensity", "policy"]
+    l2 = rows.set_index("lead_id").loc["L2"]
+    assert (l2["employees"], l2["converted"], l2["propensity"]) == (25.0, 1, 0.2)  # its last scoring wins
+    assert rows["created_at"].tolist() == list(pd.to_datetime(["2024-03-03", "2024-03-04", "2024-03-05"]))
+    assert rows.set_index("lead_id").loc["L4", "industry"] is None  # missing stays missing for the model frame
+
+
+def test_the_record_time_basis_orders_by_the_records_own_time() -> None:
+    rows = training_rows(log(), SPEC, basis="record")
+    assert list(rows["lead_id"]) == ["L4", "L1", "L2"]
+    assert rows["created_at"].iloc[0] == datetime(2024, 1, 30)
+
+
+def test_the_record_basis_needs_the_time_column_in_the_log() -> None:
+    with pytest.raises(ValueError, match="does not store the record time column 'created_at'"):
+        training_rows(log().drop(columns="created_at"), SPEC, basis="record")
+
+
+def test_windows_are_compared_on_coverage_positive_rate_and_exploration() -> None:
+    current = training_rows(log(), SPEC)
+    previous = current.iloc[:1]
+    figures = compare_windows(current, previous, (10, 4), SPEC)
+    assert figures["current_labelled"] == 3 and figures["current_label_coverage"] == pytest.approx(0.3)
+    assert figures["current_positive_rate"] == pytest.approx(2 / 3)
+    assert figures["current_explored_share"] == pytest.approx(1 / 3)
+    assert figures["previous_label_coverage"] == pytest.approx(0.25) and figures["previous_positive_rate"] == 0
+    empty = compare_windows(current.iloc[0:0], previous, (0, 4), SPEC)
+    assert np.isnan(empty["current_label_coverage"]) and np.isnan(empty["current_positive_rate"])
