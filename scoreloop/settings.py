@@ -56,7 +56,7 @@ class TrainSettings(BaseModel):
     startup_trials: int = Field(5, ge=1, description="Seeded random trials before TPE starts modelling.")
     pruning: bool = True
     prune_after_trials: int = Field(3, ge=1, description="Completed trials before any trial can be pruned.")
-    prune_warmup_iterations: int = Field(30, ge=0, description="Trees every trial grows before it can be pruned.")
+    prune_warmup_iterations: int = Field(10, ge=0, description="Trees every trial grows before it can be pruned.")
     top_k: float = Field(0.10, gt=0, le=1, description="Share of records a team can work: precision and lift@k.")
     calibration_bins: int = Field(10, ge=2)
     baselines: bool = Field(True, description="Also fit untuned CatBoost and HistGradientBoosting on the split.")

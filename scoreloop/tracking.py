@@ -29,7 +29,12 @@ def configure(settings: Settings, experiment: str | None = None) -> str:
     if os.environ.get("MLFLOW_TRACKING_USERNAME") and not os.environ.get("MLFLOW_TRACKING_PASSWORD"):
         raise PermissionError("MLFLOW_TRACKING_USERNAME is set but MLFLOW_TRACKING_PASSWORD is empty: refusing")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    chosen = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(settings.tracking_uri)
+    # MLflow also exports the URI to the environment, where a later Settings in this process would take it for
+    # the user's choice and ignore its own home; keep the environment as the user set it.
+    if chosen is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     if run_id := os.environ.get("MLFLOW_RUN_ID"):
         experiment_id = MlflowClient().get_run(run_id).info.experiment_id
         mlflow.set_experiment(experiment_id=experiment_id)

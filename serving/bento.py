@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -118,10 +119,18 @@ def validation_metrics(run_id: str) -> dict[str, float]:
 
 
 def serve(settings: Settings, host: str, port: int) -> int:
-    """Import the champion and run `bentoml serve` until it exits; returns its exit code."""
+    """Import the champion and run `bentoml serve` until it exits; returns its exit code.
+
+    A SIGTERM sent to this process alone (systemd, a container runtime) is passed on, and this process waits for
+    the server's graceful stop (the scoring log drained) instead of exiting and leaving it behind. Ctrl-C reaches
+    the server from the terminal itself, so here it is only waited out.
+    """
     tag = import_champion(settings)
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
-    return subprocess.call(command, env=bentoml_env(settings, tag), cwd=PROJECT_ROOT)
+    server = subprocess.Popen(command, env=bentoml_env(settings, tag), cwd=PROJECT_ROOT)
+    signal.signal(signal.SIGTERM, lambda signum, _frame: server.send_signal(signum))
+    signal.signal(signal.SIGINT, lambda _signum, _frame: None)
+    return server.wait()
 
 
 def build(settings: Settings) -> int:

@@ -45,8 +45,7 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home where a messy export was generated, ingested, trained on (3 trials) and promoted."""
     home = tmp_path_factory.mktemp("home")
     export, spec, ingested = home / "export.csv", home / "spec.yaml", home / "leads.parquet"
-    cli(home, "data", "generate", "--rows", "4000", "--seed", "3", "--messy", "--covariate-drift", "0.8",
-        "-o", str(export))
+    cli(home, "data", "generate", *"--rows 4000 --seed 3 --messy --covariate-drift 0.8".split(), "-o", str(export))
     excluded = [arg for column in NOT_FEATURES for arg in ("--exclude", column)]
     cli(home, "spec", "infer", str(export), "--target", "converted", *excluded, "-o", str(spec))
     cli(home, "ingest", str(export), "--spec", str(spec), "-o", str(ingested))
@@ -106,13 +105,3 @@ def server(trained_home: Path) -> Iterator[str]:
     command = [sys.executable, "-m", "scoreloop", "--home", str(trained_home), "serve", "--port", url.rsplit(":", 1)[1]]
     with running(command, f"{url}/readyz", trained_home / "serve.log", clean_env()):
         yield url
-
-
-@pytest.fixture(scope="module")
-def own_tracking_uri() -> Iterator[None]:
-    """For in-process tests with their own home: MLflow exports MLFLOW_TRACKING_URI whenever a store is configured,
-    and Settings lets that variable win over the home, so an earlier module's store would be used. Drop it for the
-    module and restore it afterwards."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        yield

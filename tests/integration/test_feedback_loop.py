@@ -31,9 +31,7 @@ def loop_settings(home: Path) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def loop(
-    tmp_path_factory: pytest.TempPathFactory, own_tracking_uri: None
-) -> tuple[Path, list[CycleResult], pd.DataFrame]:
+def loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[CycleResult], pd.DataFrame]:
     home = tmp_path_factory.mktemp("loop")
     results, _ = run_simulation(loop_settings(home), [("exploit", False), ("explore", True)], CONFIG)
     return home, results, pd.DataFrame([r.to_dict() for r in results])

@@ -75,7 +75,7 @@ class Reports:
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory, own_tracking_uri: None) -> Reports:
+def reports(tmp_path_factory: pytest.TempPathFactory) -> Reports:
     """A champion trained on an undrifted month; a stable world monitored before and after its late labels; a
     drifting world (the home's own store) monitored in-process and through the CLI with --gate."""
     home = tmp_path_factory.mktemp("monitoring")

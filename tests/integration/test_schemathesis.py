@@ -13,7 +13,7 @@ from schemathesis import GenerationMode
 pytestmark = pytest.mark.slow
 
 OPERATIONS = ["POST /score", "POST /score/columns", "POST /explain", "POST /feedback"]  # GET /metadata takes no input
-EXAMPLES = int(os.environ.get("SCORELOOP_SCHEMATHESIS_EXAMPLES", "300"))  # per operation and mode
+EXAMPLES = int(os.environ.get("SCORELOOP_SCHEMATHESIS_EXAMPLES", "250"))  # per operation and mode
 
 
 def readable(body: object) -> bool:

@@ -42,13 +42,19 @@ def feedback(url: str, ids: list[str], key: str | None = KEY) -> httpx.Response:
 def test_the_api_key_guards_feedback_and_outcomes_survive_a_restart(trained_home: Path, tmp_path: Path) -> None:
     port = free_port()
     url, env = f"http://127.0.0.1:{port}", clean_env(SCORELOOP_SERVE__API_KEY=KEY)
-    with running(serve_command(trained_home, port), f"{url}/readyz", tmp_path / "first.log", env):
+    with running(serve_command(trained_home, port), f"{url}/readyz", tmp_path / "first.log", env) as process:
         refused = feedback(url, ["restart-0"], key=None)
         assert refused.status_code == 401 and "API key" in refused.json()["error"]
         assert feedback(url, ["restart-0"], key="wrong").status_code == 401
         assert feedback(url, ["restart-1", "restart-2"]).json() == {"stored": 2}
         assert httpx.post(f"{url}/score", json={"records": [{"industry": "saas"}]}, timeout=30).status_code == 200
+        os.kill(process.pid, signal.SIGTERM)  # to `scoreloop serve` alone, as systemd or a container runtime does
+        assert process.wait(60) == 0
+        with pytest.raises(ProcessLookupError):  # it waited for BentoML's graceful stop: no server left behind
+            os.killpg(process.pid, 0)
     assert KEY not in (tmp_path / "first.log").read_text()
+    port = free_port()  # the same home on a new port: nothing of the first server can answer
+    url = f"http://127.0.0.1:{port}"
     with running(serve_command(trained_home, port), f"{url}/readyz", tmp_path / "second.log", env):
         assert {"restart-1", "restart-2"} <= stored_outcomes(trained_home)
         assert "restart-0" not in stored_outcomes(trained_home)

@@ -1,0 +1,66 @@
+"""The scoring log's promises on a real SQLite store: rows arrive, a failing store is retried and counted, a full
+queue refuses with a 503 instead of dropping rows, and close() drains what is queued."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from bentoml.exceptions import ServiceUnavailable
+
+from scoreloop.spec import DatasetSpec
+from scoreloop.store import METADATA, RecordStore
+from serving.records import read_columns
+from serving.scorelog import ScoreLog
+from serving.scoring import SCORED_DTYPE
+
+SPEC = DatasetSpec(id_column="lead_id", target="converted", positive_label="yes", numeric=["visits"],
+                   categorical=["industry"])  # fmt: skip
+
+
+def batch(size: int, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    ids = [f"{prefix}{i}" for i in range(size)]
+    rows = read_columns({"lead_id": ids, "visits": list(range(size)), "industry": ["saas"] * size}, size, SPEC).rows
+    scored = np.empty(size, dtype=SCORED_DTYPE)
+    scored["id"], scored["probability"], scored["score"], scored["tier"] = ids, 0.5, 50, "B"
+    scored["model"], scored["version"] = "m", "7"
+    return rows, scored
+
+
+def wait_until(condition, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_rows_reach_the_store_with_inputs_scores_and_version(tmp_path: Path) -> None:
+    store = RecordStore(f"sqlite:///{tmp_path / 'records.db'}")
+    log = ScoreLog(store, SPEC, max_rows=1000)
+    log.submit(*batch(3, "a"))
+    log.close()
+    rows = store.scores()
+    assert rows["record_id"].tolist() == ["a0", "a1", "a2"]
+    assert rows["visits"].tolist() == [0, 1, 2] and set(rows["industry"]) == {"saas"}
+    assert set(rows["model_version"]) == {"7"} and set(rows["tier"]) == {"B"}
+
+
+def test_a_failing_store_is_retried_counted_and_never_silently_dropped(tmp_path: Path) -> None:
+    store = RecordStore(f"sqlite:///{tmp_path / 'records.db'}")
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE scores"))  # every write fails until the table is back
+    failures: list[int] = []
+    log = ScoreLog(store, SPEC, max_rows=1000, wait_seconds=0.3, on_failure=lambda: failures.append(1))
+    log.submit(*batch(1000, "q"))  # queued: a 200 means queued
+    assert wait_until(lambda: len(failures) >= 2)
+    with pytest.raises(ServiceUnavailable, match="1000 rows behind"):
+        log.submit(*batch(1, "x"))  # the queue is full: refused, not accepted and lost
+    METADATA.create_all(store.engine)
+    assert wait_until(lambda: log.pending == 0, seconds=30)
+    log.close()
+    assert store.count() == 1000
+    with pytest.raises(ServiceUnavailable, match="stopping"):
+        log.submit(*batch(1, "late"))
