@@ -45,7 +45,8 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home where a messy export was generated, ingested, trained on (3 trials) and promoted."""
     home = tmp_path_factory.mktemp("home")
     export, spec, ingested = home / "export.csv", home / "spec.yaml", home / "leads.parquet"
-    cli(home, "data", "generate", *"--rows 4000 --seed 3 --messy --covariate-drift 0.8".split(), "-o", str(export))
+    generate = ["--rows", "4000", "--seed", "3", "--messy", "--covariate-drift", "0.8", "-o", str(export)]
+    cli(home, "data", "generate", *generate)
     excluded = [arg for column in NOT_FEATURES for arg in ("--exclude", column)]
     cli(home, "spec", "infer", str(export), "--target", "converted", *excluded, "-o", str(spec))
     cli(home, "ingest", str(export), "--spec", str(spec), "-o", str(ingested))
