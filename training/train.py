@@ -86,7 +86,7 @@ def train_rows(
     run_id = mlflow.start_run(run_name=study_name, tags={STUDY_TAG: study_name, ROLE_TAG: "study"}).info.run_id
     try:
         _log_settings(settings, source, len(rows), rows_rejected, weights is not None, split)
-        log_lineage(split, spec, source)
+        log_lineage(split, spec, redact(source))
         data = TuningData(
             spec, split.train, split.valid, slice_weights(split.train, weights), slice_weights(split.valid, weights)
         )

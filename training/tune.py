@@ -226,6 +226,7 @@ def run_trials(job: TuningJob) -> int:
         metrics["best_iteration"] = model.get_best_iteration()
         metrics["iterations_grown"] = len(model.get_evals_result()["validation"][PRUNING_METRIC])
         trial.set_user_attr("best_iteration", int(metrics["best_iteration"]))
+        trial.set_user_attr("iterations_grown", int(metrics["iterations_grown"]))
         if pruning is not None:
             try:
                 pruning.check_pruned()
