@@ -40,6 +40,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def tracking_uri_stays_in_its_module() -> Iterator[None]:
+    """MLflow exports any URI a test points it at to MLFLOW_TRACKING_URI, which Settings honours: restore the
+    variable after each module so that one module's store never becomes the next module's."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @pytest.fixture(scope="session")
 def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home where a messy export was generated, ingested, trained on (3 trials) and promoted."""
