@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scoreloop.coerce import Issue, is_missing, read_category, read_number
+from scoreloop.coerce import MISSING_TOKENS, Issue, is_missing, read_category, read_number
 from scoreloop.spec import DatasetSpec
 
 ID_MAX_LENGTH = 200  # the scoring log's record_id column
 REQUIRED = "Field required"
 _PLAIN_NUMBERS = frozenset({int, float, type(None)})
+_TEXTS = frozenset({str, type(None)})
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,12 @@ def _read_categories(
     out = np.full(size, None, dtype=object)
     if values is None:
         return out, []
+    if set(map(type, values)) <= _TEXTS:  # the usual request: each distinct value read once, no per-record checks
+        categories = {value: read_category(value, allowed) for value in set(values)}
+        out[:] = list(map(categories.__getitem__, values))
+        return out, []
     issues: list[Issue] = []
-    read: dict[Any, str | None] = {}  # raw value -> category, so a value repeated across records is read once
+    read: dict[tuple[type, Any], str | None] = {}  # (type, raw value) -> category: repeated values are read once
     for i, value in enumerate(values):
         if isinstance(value, list | dict):  # booleans and numbers are read as text: `true` may be a category
             issues.append(Issue(i, name, f"expected text, got {json_type(value)}"))
@@ -149,6 +154,9 @@ def _read_texts(values: Sequence[Any] | None, size: int, name: str, *, missing: 
     out = np.full(size, missing, dtype=object)
     if values is None:
         return out, []
+    if (texts := _plain_texts(values, check_ids=missing is None)) is not None:
+        out[:] = texts
+        return out, []
     issues: list[Issue] = []
     for i, value in enumerate(values):
         if isinstance(value, list | dict | bool):
@@ -159,6 +167,19 @@ def _read_texts(values: Sequence[Any] | None, size: int, name: str, *, missing: 
                 issues.append(Issue(i, name, problem))
             out[i] = text
     return out, issues
+
+
+def _plain_texts(values: Sequence[Any], *, check_ids: bool) -> list[str] | None:
+    """Stripped strings when every value is a string that is neither missing nor (`check_ids`) an id problem;
+    None when some value needs `_read_texts`' verdict, one record at a time."""
+    if set(map(type, values)) != {str}:
+        return None
+    texts = list(map(str.strip, values))
+    if not MISSING_TOKENS.isdisjoint(map(str.lower, texts)):
+        return None
+    if check_ids and (max(map(len, texts)) > ID_MAX_LENGTH or "\x00" in "".join(texts)):
+        return None
+    return texts
 
 
 def id_problem(text: str) -> str | None:

@@ -102,8 +102,10 @@ def check_records(value: list[dict[str, Any]] | dict[str, Any], spec: DatasetSpe
     """
     records = [value] if isinstance(value, dict) else value
     _check_size(len(records), max_records)
-    known = set(input_fields(spec))
-    errors = [_extra((i, name), record[name]) for i, record in enumerate(records) for name in record.keys() - known]
+    known = frozenset(input_fields(spec))
+    errors: list[InitErrorDetails] = []
+    if not all(map(known.issuperset, records)):
+        errors = [_extra((i, name), record[name]) for i, record in enumerate(records) for name in record.keys() - known]
     columns = {name: [record.get(name) for record in records] for name in known}
     checked = read_columns(columns, len(records), spec)
     errors += [_error(issue, (issue.row, issue.field), _raw(columns, issue)) for issue in checked.issues]

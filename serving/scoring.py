@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ SCORED_DTYPE = np.dtype(
     [("id", object), ("probability", np.float64), ("score", np.int64), ("tier", object), ("model", object),
      ("version", object)]
 )  # fmt: skip
+THREADS = 1  # CatBoost's default (every core) makes a 1,000-row pool and prediction 4 ms instead of 1 on 2 busy cores
 
 
 def model_pool(rows: np.ndarray, spec: DatasetSpec) -> Pool:
@@ -34,14 +36,14 @@ def model_pool(rows: np.ndarray, spec: DatasetSpec) -> Pool:
     if spec.categorical:
         columns = [np.where(np.equal(rows[name], None), MISSING_CATEGORY, rows[name]) for name in spec.categorical]
         categories = np.stack(columns, axis=1).astype(object)
-    return Pool(FeaturesData(num_feature_data=numbers, cat_feature_data=categories))
+    return Pool(FeaturesData(num_feature_data=numbers, cat_feature_data=categories), thread_count=THREADS)
 
 
 def predict(model: ScoringModel, rows: np.ndarray) -> np.ndarray:
     """Probability of the positive label per typed row."""
     if len(rows) == 0:
         return np.empty(0)
-    return model.classifier.predict_proba(model_pool(rows, model.spec))[:, 1]
+    return model.classifier.predict_proba(model_pool(rows, model.spec), thread_count=THREADS)[:, 1]
 
 
 def score_rows(model: ScoringModel, rows: np.ndarray) -> np.ndarray:
@@ -69,18 +71,17 @@ def as_columns(scored: np.ndarray) -> dict[str, list]:
 
 
 def records_json(scored: np.ndarray) -> bytes:
-    """`json.dumps(as_records(scored))`, compact, at half the cost (a 1,000-record response in ~1 ms, not 2)."""
+    """`json.dumps(as_records(scored))`, compact, in under half the time (~0.9 ms for 1,000 records, not 2): one
+    %-template per response with model and version in it, ids escaped by json's C encoder, each tier encoded once."""
     if len(scored) == 0:
         return b"[]"
-    model, version = json.dumps(scored["model"][0]), json.dumps(scored["version"][0])
-    ids = map(json.dumps, scored["id"].tolist())
-    tiers = map(json.dumps, scored["tier"].tolist())
-    fields = zip(ids, scored["probability"].tolist(), scored["score"].tolist(), tiers, strict=True)
-    body = ",".join(
-        f'{{"id":{i},"probability":{p!r},"score":{s},"tier":{t},"model":{model},"version":{version}}}'
-        for i, p, s, t in fields
-    )
-    return f"[{body}]".encode()
+    constant = f'"model":{json.dumps(scored["model"][0])},"version":{json.dumps(scored["version"][0])}}}'
+    template = '{"id":%s,"probability":%r,"score":%d,"tier":%s,' + constant.replace("%", "%%")
+    ids = ["null" if i is None else encode_basestring_ascii(i) for i in scored["id"].tolist()]
+    tiers = scored["tier"].tolist()
+    encoded = {tier: json.dumps(tier) for tier in set(tiers)}
+    fields = zip(ids, scored["probability"].tolist(), scored["score"].tolist(), map(encoded.get, tiers), strict=True)
+    return f"[{','.join(map(template.__mod__, fields))}]".encode()
 
 
 def explain_rows(model: ScoringModel, rows: np.ndarray, top: int) -> list[dict[str, Any]]:

@@ -45,6 +45,16 @@ def test_the_same_coercions_as_ingestion() -> None:
     assert rows["revenue"][0] == 1_200_000 and math.isnan(rows["revenue"][1])
 
 
+def test_well_formed_batches_read_the_same_as_mixed_ones() -> None:
+    """All-string columns take a shortcut; one odd value (a number id, a boolean category) sends the column through
+    the per-record path. Both read every shared record alike, missing tokens included."""
+    plain = {"lead_id": [" a1 ", "n/a", "b2", "c3"], "industry": ["SaaS", "retial", "-", "Mining"]}
+    mixed = {name: [*values, odd] for (name, values), odd in zip(plain.items(), [5, True], strict=True)}
+    fast, slow = read_columns(plain, 4, SPEC).rows, read_columns(mixed, 5, SPEC).rows[:4]
+    assert fast["lead_id"].tolist() == slow["lead_id"].tolist() == ["a1", None, "b2", "c3"]
+    assert fast["industry"].tolist() == slow["industry"].tolist() == ["saas", "retail", None, "mining"]
+
+
 def test_one_record_object_is_a_batch_of_one_and_empty_is_empty() -> None:
     assert len(check_records({"industry": "saas"}, SPEC, max_records=1)) == 1
     assert len(check_records([], SPEC, max_records=1)) == 0
