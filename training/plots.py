@@ -7,11 +7,13 @@ Optuna figures go through pyplot (Optuna draws them that way), on the Agg backen
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
@@ -20,13 +22,18 @@ from training.metrics import calibration_table
 SHAP_FEATURES = 15
 
 
-def roc_figure(y_true: np.ndarray, probas: dict[str, np.ndarray]) -> Figure:
-    """ROC curves of the model and its baselines on the same records."""
+def _curves(probas: dict[str, np.ndarray], curve: Callable[[np.ndarray], tuple]) -> tuple[Figure, Axes]:
+    """One figure with `curve(proba) -> (x, y)` drawn for the model and each baseline."""
     fig = Figure(figsize=(5.5, 5))
     ax = fig.subplots()
     for name, proba in probas.items():
-        fpr, tpr, _ = roc_curve(y_true, proba)
-        ax.plot(fpr, tpr, label=name)
+        ax.plot(*curve(proba), label=name)
+    return fig, ax
+
+
+def roc_figure(y_true: np.ndarray, probas: dict[str, np.ndarray]) -> Figure:
+    """ROC curves of the model and its baselines on the same records."""
+    fig, ax = _curves(probas, lambda proba: roc_curve(y_true, proba)[:2])
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="random")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (holdout)")
     ax.legend(loc="lower right")
@@ -35,11 +42,7 @@ def roc_figure(y_true: np.ndarray, probas: dict[str, np.ndarray]) -> Figure:
 
 def pr_figure(y_true: np.ndarray, probas: dict[str, np.ndarray]) -> Figure:
     """Precision-recall curves, with the base rate a random ranking would reach."""
-    fig = Figure(figsize=(5.5, 5))
-    ax = fig.subplots()
-    for name, proba in probas.items():
-        precision, recall, _ = precision_recall_curve(y_true, proba)
-        ax.plot(recall, precision, label=name)
+    fig, ax = _curves(probas, lambda proba: precision_recall_curve(y_true, proba)[1::-1])
     ax.axhline(float(np.mean(y_true)), color="grey", linestyle=":", label="base rate")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (holdout)", ylim=(0, 1.02))
     ax.legend(loc="upper right")
