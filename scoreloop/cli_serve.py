@@ -43,20 +43,36 @@ def score(
     data: Path,
     output: Annotated[Path, typer.Option("-o", "--output", help="Scored rows: .csv or .parquet.")],
     chunk_rows: Annotated[int, typer.Option(min=1, help="Records read and scored at a time.")] = 50_000,
+    work: Annotated[
+        bool,
+        typer.Option(
+            "--work/--no-work",
+            help="Apply the work policy to each chunk (SCORELOOP_POLICY__*): add worked, propensity and policy "
+            "columns and log the scored rows with them to the scoring log, for outcomes and `retrain --ipw`.",
+        ),
+    ] = False,
 ) -> None:
     """Score DATA (CSV or Parquet, any size) with the champion, as /score does; refused rows go to OUTPUT's
     .quarantine.csv with a reason each. Rows in = rows scored + rows quarantined."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from scoreloop.store import RecordStore
     from scoreloop.tracking import load_registered
-    from serving.batch import file_kind, score_file, total_work
+    from serving.batch import Worklist, file_kind, score_file, total_work
 
     file_kind(output)  # refuse an unknown output type before loading anything
-    model = load_registered(settings_of(ctx))
+    settings = settings_of(ctx)
+    model = load_registered(settings)
+    worklist = Worklist(settings.policy, RecordStore(settings.record_store_url)) if work else None
     columns = (TextColumn("scoring {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"))
     with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as progress:
         task = progress.add_task(data.name, total=total_work(data))
         report = score_file(
-            model, data, output, chunk_rows=chunk_rows, on_chunk=lambda done: progress.update(task, completed=done)
+            model,
+            data,
+            output,
+            chunk_rows=chunk_rows,
+            on_chunk=lambda done: progress.update(task, completed=done),
+            worklist=worklist,
         )
     show("scored", report.to_dict())

@@ -21,7 +21,11 @@ import pyarrow.parquet as pq
 from scoreloop.coerce import Issue
 from scoreloop.ingest import RAW_LINE, REASON, RECORD, quarantine_path, read_csv_chunks
 from scoreloop.model import ScoringModel
+from scoreloop.policy import work_plan
+from scoreloop.settings import PolicySettings
+from scoreloop.store import RecordStore
 from serving.records import read_frame
+from serving.scorelog import log_scored
 from serving.scoring import score_rows
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
@@ -30,6 +34,20 @@ SCORED_SCHEMA = pa.schema(
     [(RECORD, pa.int64()), ("id", pa.string()), ("probability", pa.float64()), ("score", pa.int64()),
      ("tier", pa.string()), ("model", pa.string()), ("version", pa.string())]
 )  # fmt: skip
+WORK_FIELDS = [pa.field("worked", pa.bool_()), pa.field("propensity", pa.float64()), pa.field("policy", pa.string())]
+
+
+@dataclass(frozen=True)
+class Worklist:
+    """`--work`: the work policy decides, per chunk, which scored leads are worked; the decisions and propensities
+    go into the output and, with the features, into the scoring log, so outcomes reported later for worked leads
+    can be reweighted by `retrain --ipw`."""
+
+    policy: PolicySettings
+    store: RecordStore
+
+    def plan(self, scored: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+        return work_plan(scored["probability"], self.policy.capacity, self.policy.epsilon, rng)
 
 
 @dataclass(frozen=True)
@@ -96,20 +114,30 @@ def score_file(
     *,
     chunk_rows: int = 50_000,
     on_chunk: Callable[[int], None] = lambda done: None,
+    worklist: Worklist | None = None,
 ) -> BatchReport:
     """Score `source` into `output` (CSV or Parquet by its suffix) plus `output`'s .quarantine.csv; `on_chunk`
-    gets the progress after each chunk (see `total_work`)."""
+    gets the progress after each chunk (see `total_work`). With a `worklist`, each chunk is also a batch for the
+    work policy: its decisions are added to the output and the chunk is logged to the scoring log."""
     output, qpath = Path(output), quarantine_path(Path(output))
     output.parent.mkdir(parents=True, exist_ok=True)
     qpath.unlink(missing_ok=True)
-    scored_file = _ParquetFile(output) if file_kind(output) == "parquet" else _CsvFile(output, SCORED_SCHEMA.names)
+    schema = SCORED_SCHEMA if worklist is None else pa.schema([*SCORED_SCHEMA, *WORK_FIELDS])
+    scored_file = _ParquetFile(output, schema) if file_kind(output) == "parquet" else _CsvFile(output, schema.names)
+    rng = np.random.default_rng(worklist.policy.seed if worklist else None)
     quarantine: _CsvFile | None = None
     rows_in = rows_scored = rows_quarantined = 0
     try:
         for chunk in read_chunks(Path(source), chunk_rows):
             checked = read_frame(chunk.frame, model.spec)
             accepted = np.setdiff1d(np.arange(len(chunk.frame)), checked.rejected)
-            scored_file.write(_scored_frame(score_rows(model, checked.rows[accepted]), chunk.records[accepted]))
+            rows, scored = checked.rows[accepted], score_rows(model, checked.rows[accepted])
+            frame = _scored_frame(scored, chunk.records[accepted])
+            if worklist is not None and len(rows):
+                plan = worklist.plan(scored, rng)
+                log_scored(worklist.store, model.spec, rows, scored, policy=plan)
+                frame = pd.concat([frame, plan], axis=1)
+            scored_file.write(frame)
             refused = _quarantine_frame(chunk, checked.issues)
             if len(refused):
                 quarantine = quarantine or _CsvFile(qpath, list(refused.columns))
@@ -167,11 +195,12 @@ class _CsvFile:
 class _ParquetFile:
     """A Parquet file written a frame at a time, in the fixed schema of the scored fields."""
 
-    def __init__(self, path: Path) -> None:
-        self.writer = pq.ParquetWriter(path, SCORED_SCHEMA)
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.writer = pq.ParquetWriter(path, schema)
 
     def write(self, frame: pd.DataFrame) -> None:
-        self.writer.write_table(pa.Table.from_pandas(frame, schema=SCORED_SCHEMA, preserve_index=False))
+        self.writer.write_table(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
 
     def close(self) -> None:
         self.writer.close()

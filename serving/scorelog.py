@@ -122,14 +122,31 @@ class ScoreLog:
         return sum(len(entry.rows) for entry in entries)
 
     def _write(self, entries: list[_Entry]) -> None:
-        rows = np.concatenate([entry.rows for entry in entries])
-        scored = np.concatenate([entry.scored for entry in entries])
-        id_column = self.spec.id_column
-        self.store.log_scores(
-            pd.DataFrame({name: rows[name] for name in self.spec.features}),
-            pd.DataFrame({name: scored[name] for name in ("probability", "score", "tier")}),
-            model_name=str(scored["model"][0]),
-            model_version=str(scored["version"][0]),
-            record_ids=rows[id_column].tolist() if id_column else None,
+        log_scored(
+            self.store,
+            self.spec,
+            np.concatenate([entry.rows for entry in entries]),
+            np.concatenate([entry.scored for entry in entries]),
             scored_at=[entry.scored_at for entry in entries for _ in range(len(entry.rows))],
         )
+
+
+def log_scored(
+    store: RecordStore,
+    spec: DatasetSpec,
+    rows: np.ndarray,
+    scored: np.ndarray,
+    *,
+    scored_at: list[datetime] | None = None,
+    policy: pd.DataFrame | None = None,
+) -> None:
+    """Typed rows and their `score_rows` fields (and work decisions, if any) as scoring-log rows, in one transaction."""
+    store.log_scores(
+        pd.DataFrame({name: rows[name] for name in spec.features}),
+        pd.DataFrame({name: scored[name] for name in ("probability", "score", "tier")}),
+        model_name=str(scored["model"][0]),
+        model_version=str(scored["version"][0]),
+        record_ids=rows[spec.id_column].tolist() if spec.id_column else None,
+        scored_at=scored_at,
+        policy=policy,
+    )
