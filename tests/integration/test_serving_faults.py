@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from scoreloop.store import RecordStore
@@ -87,8 +88,13 @@ def test_sigkill_loses_no_acknowledged_feedback(trained_home: Path, tmp_path: Pa
         deadline = time.monotonic() + 30
         while len(acknowledged) < 200 and time.monotonic() < deadline:
             time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGKILL)  # mid-traffic: requests are in flight in every client
+        # Mid-traffic, requests in flight in every client. BentoML's worker runs in a process group of its own and
+        # would keep serving on the inherited socket: kill every process of the server, as a machine crash would.
+        server = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        for member in server:
+            member.kill()
         process.wait()
+        psutil.wait_procs(server, timeout=30)
         stop.set()
         for thread in threads:
             thread.join(30)
