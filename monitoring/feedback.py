@@ -98,7 +98,6 @@ def feedback_report(settings: Settings, *, store: RecordStore | None = None, tit
     log = store.labelled(features=False)
     if log.empty:
         raise ValueError("the scoring log is empty: no model versions to compare")
-    log = log.sort_values("id")
     per_version = version_figures(log, settings.policy.ipw_clip, settings.monitor.bins)
     configure(settings)
     models = {

@@ -29,7 +29,7 @@ from monitoring.pages import new_figure, new_report_dir, png, table, write_index
 from scoreloop.policy import EXPLORE, work_plan
 from scoreloop.settings import Settings
 from scoreloop.spec import DatasetSpec
-from scoreloop.store import Outcome, RecordStore
+from scoreloop.store import Outcome, RecordStore, ScoredBatch
 from scoreloop.synthetic import (
     CATEGORIES,
     FEATURES_CATEGORICAL,
@@ -227,8 +227,8 @@ def log_scored(store: RecordStore, batch: pd.DataFrame, scored: pd.DataFrame, pl
 
     `model` is anything with `name` and `version`. The log stores the lead's time and the world's features."""
     columns = [TIME_COLUMN, *lead_spec().features]
-    for day, rows in batch.groupby(batch[TIME_COLUMN].dt.floor("D")):
-        store.log_scores(
+    store.log_scores(
+        ScoredBatch(
             rows[columns],
             scored.loc[rows.index],
             model_name=model.name,
@@ -237,6 +237,8 @@ def log_scored(store: RecordStore, batch: pd.DataFrame, scored: pd.DataFrame, pl
             scored_at=_moment(day),
             policy=plan.loc[rows.index],
         )
+        for day, rows in batch.groupby(batch[TIME_COLUMN].dt.floor("D"))
+    )
 
 
 def log_outcomes(store: RecordStore, batch: pd.DataFrame, plan: pd.DataFrame) -> int:

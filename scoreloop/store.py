@@ -2,38 +2,44 @@
 
 SQLite under the home by default (WAL, synchronous=FULL: a committed write survives a crash), PostgreSQL by
 URL for a team. Serving writes to it; monitoring and retraining read from it; nothing else owns these tables.
+
+The scoring log is columnar: one database row per scored batch (a request, a file chunk, a day of a simulation)
+holding its records as two Arrow IPC blobs, scores and features. Logging 1,000 records is then one insert of
+~100 kB (~0.3 ms) instead of 1,000 indexed rows with a JSON document each (~6 ms of the server's CPU and GIL);
+reading decodes Arrow instead of parsing JSON. Windows select batches by their `scored_at`; outcomes join on
+`record_id` after reading, as before.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 METADATA = sa.MetaData()
 
-SCORES = sa.Table(
-    "scores",
+SCORE_BATCHES = sa.Table(
+    "score_batches",
     METADATA,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("record_id", sa.String(200), index=True),
+    sa.Column("scored_at", sa.DateTime, nullable=False, index=True),
     sa.Column("model_name", sa.String(200), nullable=False),
     sa.Column("model_version", sa.String(50), nullable=False),
-    sa.Column("scored_at", sa.DateTime, nullable=False, index=True),
-    sa.Column("probability", sa.Float, nullable=False),
-    sa.Column("score", sa.Integer, nullable=False),
-    sa.Column("tier", sa.String(20), nullable=False),
-    sa.Column("propensity", sa.Float, doc="Probability that the work policy works this record, when one decided."),
-    sa.Column("worked", sa.Boolean, doc="Whether the work policy chose this record."),
-    sa.Column("policy", sa.String(50)),
-    sa.Column("features", sa.Text, nullable=False, doc="The coerced record as JSON."),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("scores", sa.LargeBinary, nullable=False, doc="Arrow IPC: record_id, scores and the policy's decisions."),
+    sa.Column("features", sa.LargeBinary, nullable=False, doc="Arrow IPC: the coerced records, a column per feature."),
 )
+SCORE_SCHEMA = pa.schema(
+    [("record_id", pa.string()), ("probability", pa.float64()), ("score", pa.int64()), ("tier", pa.string()),
+     ("propensity", pa.float64()), ("worked", pa.bool_()), ("policy", pa.string())]
+)  # fmt: skip
+POLICY_COLUMNS = ("propensity", "worked", "policy")
 
 OUTCOMES = sa.Table(
     "outcomes",
@@ -55,33 +61,72 @@ class Outcome:
     outcome_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class ScoredBatch:
+    """Records scored together, by one model at one moment: what one `log_scores` row holds.
+
+    `features` and `scores` are anything indexable by column name (a DataFrame, a dict of arrays, a structured
+    array): `scores` must carry `probability`, `score` and `tier`; `policy`, when a work policy decided, carries
+    `propensity`, `worked` and `policy`. `feature_names` picks the features to store (default: every column of
+    `features`); `scored_at` defaults to now.
+    """
+
+    features: Any
+    scores: Any
+    model_name: str
+    model_version: str
+    record_ids: Sequence[str | None] | None = None
+    scored_at: datetime | None = None
+    policy: Any = None
+    feature_names: Sequence[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.scores["probability"])
+
+    def as_row(self) -> dict[str, Any]:
+        size = len(self)
+        columns: dict[str, Any] = {
+            "record_id": self.record_ids if self.record_ids is not None else pa.nulls(size, pa.string()),
+            "probability": self.scores["probability"],
+            "score": self.scores["score"],
+            "tier": self.scores["tier"],
+        }
+        for name in POLICY_COLUMNS:
+            columns[name] = self.policy[name] if self.policy is not None else pa.nulls(size)
+        names = self.feature_names if self.feature_names is not None else list(self.features)
+        features = pa.table({name: _array(self.features[name]) for name in names})
+        return {
+            "scored_at": _naive_utc(self.scored_at) or datetime.now(UTC).replace(tzinfo=None),
+            "model_name": self.model_name,
+            "model_version": str(self.model_version),
+            "rows": size,
+            "scores": _ipc(pa.table({name: _array(values) for name, values in columns.items()}).cast(SCORE_SCHEMA)),
+            "features": _ipc(features),
+        }
+
+
+def _array(values: Any) -> pa.Array:
+    """A column as Arrow; pandas' extension dtypes and datetimes go through pandas' own conversion."""
+    if isinstance(values, pa.Array):
+        return values
+    return pa.array(values, from_pandas=True)  # NaN in an object column is a null, as it was in the record
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _table(blob: bytes) -> pa.Table:
+    return pa.ipc.open_stream(blob).read_all()
+
+
 def _naive_utc(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is None:
         return moment
     return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def _moments(scored_at: datetime | Sequence[datetime] | None, size: int) -> list[datetime | None]:
-    if scored_at is None:
-        return [datetime.now(UTC).replace(tzinfo=None)] * size
-    if isinstance(scored_at, datetime):
-        return [_naive_utc(scored_at)] * size
-    moments = [_naive_utc(moment) for moment in scored_at]
-    if len(moments) != size:
-        raise ValueError(f"scored_at has {len(moments)} moments for {size} rows")
-    return moments
-
-
-def _json_lines(features: pd.DataFrame) -> list[str]:
-    """Each row as a JSON object (missing values as null, times as ISO text), by pandas' C encoder: ~2 µs a row."""
-    text = features.to_json(orient="records", lines=True, double_precision=15, date_format="iso", date_unit="us")
-    return text.split("\n")[: len(features)]
-
-
-def _processed(column: list, process: Callable[[Any], Any]) -> list:
-    """`[process(value) for value in column]`, calling `process` once per distinct value."""
-    done: dict[Any, Any] = {}
-    return [done[value] if value in done else done.setdefault(value, process(value)) for value in column]
 
 
 class RecordStore:
@@ -97,59 +142,13 @@ class RecordStore:
         except sa.exc.DatabaseError:  # another process (a second server worker) created the tables first
             METADATA.create_all(self.engine)
 
-    def log_scores(
-        self,
-        features: pd.DataFrame,
-        scored: pd.DataFrame,
-        *,
-        model_name: str,
-        model_version: str,
-        record_ids: Sequence[str | None] | None = None,
-        scored_at: datetime | Sequence[datetime] | None = None,
-        policy: pd.DataFrame | None = None,
-    ) -> int:
-        """Append one row per scored record in one transaction; `policy` may carry `propensity`, `worked` and
-        `policy` columns. `scored_at` is one moment for every row (default: now) or one per row."""
-        size = len(features)
-        if size == 0:
-            return 0
-        columns = {
-            "record_id": list(record_ids) if record_ids is not None else [None] * size,
-            "model_name": [model_name] * size,
-            "model_version": [str(model_version)] * size,
-            "scored_at": _moments(scored_at, size),
-            "probability": np.asarray(scored["probability"], dtype=float).tolist(),
-            "score": np.asarray(scored["score"], dtype=np.int64).tolist(),
-            "tier": [str(tier) for tier in scored["tier"]],
-            "features": _json_lines(features),
-        }
-        if policy is not None:  # otherwise NULL by default, at no binding cost
-            columns["propensity"] = np.asarray(policy["propensity"], dtype=float).tolist()
-            columns["worked"] = np.asarray(policy["worked"], dtype=bool).tolist()
-            columns["policy"] = [str(name) for name in policy["policy"]]
-        self._insert(SCORES, columns)
-        return size
-
-    def _insert(self, table: sa.Table, columns: dict[str, list]) -> None:
-        """Insert equal-length columns in one transaction.
-
-        On SQLite the rows go straight to the driver's executemany (after each column's own bind processing, once
-        per distinct value: a batch shares one `scored_at`): SQLAlchemy's per-row parameter handling costs about
-        8 µs a row, five times the insert itself, and the server's writer thread shares its CPU (and the GIL) with
-        scoring. Other databases use SQLAlchemy's batched insert.
-        """
-        names = list(columns)
-        with self.engine.begin() as connection:
-            if self.engine.dialect.name != "sqlite":
-                rows = [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-                connection.execute(table.insert(), rows)
-                return
-            values = []
-            for name, column in columns.items():
-                process = table.c[name].type.dialect_impl(self.engine.dialect).bind_processor(self.engine.dialect)
-                values.append(column if process is None else _processed(column, process))
-            statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-            connection.exec_driver_sql(statement, list(zip(*values, strict=True)))
+    def log_scores(self, batches: Iterable[ScoredBatch]) -> int:
+        """Append scored batches in one transaction; returns the number of records logged."""
+        rows = [batch.as_row() for batch in batches if len(batch)]
+        if rows:
+            with self.engine.begin() as connection:
+                connection.execute(SCORE_BATCHES.insert(), rows)
+        return sum(row["rows"] for row in rows)
 
     def add_outcomes(self, outcomes: Iterable[Outcome]) -> int:
         """Store outcomes in one transaction; when this returns, they are committed to disk."""
@@ -177,32 +176,39 @@ class RecordStore:
         sample: int | None = None,
         seed: int = 0,
     ) -> pd.DataFrame:
-        """Scoring log rows with `start <= scored_at < end`, features expanded into columns.
+        """Scoring log records with `start <= scored_at < end`, in logging order, features as columns.
 
-        `features=False` leaves the stored features out (cheap for millions of rows). `sample` keeps about that many
-        rows of a larger window, chosen inside the database by a seeded hash of the row id (`_sampled`), so only the
-        sampled rows are read and parsed.
+        `features=False` leaves the stored features out (their blobs are not even read). `sample` keeps about that
+        many records of a larger window, chosen by a seeded hash of each record's position in the log
+        (`_sampled`), before anything is converted to pandas.
         """
-        columns = list(SCORES.c) if features else [c for c in SCORES.c if c.name != "features"]
-        query = _in_window(sa.select(*columns), start, end).order_by(SCORES.c.id)
-        if sample is not None:
-            query = _sampled(query, sample / max(self.count(start, end), 1), seed)
+        columns = [SCORE_BATCHES.c[name] for name in ("id", "scored_at", "model_name", "model_version", "rows")]
+        columns += [SCORE_BATCHES.c.scores] + ([SCORE_BATCHES.c.features] if features else [])
+        query = _in_window(sa.select(*columns), start, end).order_by(SCORE_BATCHES.c.id)
         with self.engine.connect() as connection:
-            log = pd.read_sql(query, connection)
+            batches = connection.execute(query).all()
+        total = sum(batch.rows for batch in batches)
+        fraction = 1.0 if sample is None else sample / max(total, 1)
+        keep = [_sampled(batch.id, batch.rows, fraction, seed) for batch in batches]
+        log = _frame([_table(b.scores).filter(k) for b, k in zip(batches, keep, strict=True)], SCORE_SCHEMA)
+        counts = [int(k.sum()) for k in keep]
+        log.insert(0, "model_version", np.repeat([b.model_version for b in batches], counts).astype(object))
+        log.insert(0, "model_name", np.repeat([b.model_name for b in batches], counts).astype(object))
+        log.insert(0, "scored_at", pd.to_datetime(np.repeat([b.scored_at for b in batches], counts)))
         if not features:
             return log
-        expanded = pd.DataFrame([json.loads(f) for f in log.pop("features")], index=log.index)
-        return pd.concat([log, expanded.drop(columns=[c for c in expanded if c in log], errors="ignore")], axis=1)
+        stored = _frame([_table(b.features).filter(k) for b, k in zip(batches, keep, strict=True)])
+        return pd.concat([log, stored.drop(columns=[c for c in stored if c in log])], axis=1)
 
     def count(self, start: datetime | None = None, end: datetime | None = None) -> int:
-        """Number of scoring log rows with `start <= scored_at < end`."""
-        query = _in_window(sa.select(sa.func.count()).select_from(SCORES), start, end)
+        """Number of scoring log records with `start <= scored_at < end`."""
+        query = _in_window(sa.select(sa.func.coalesce(sa.func.sum(SCORE_BATCHES.c.rows), 0)), start, end)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
     def span(self) -> tuple[datetime | None, datetime | None]:
         """The first and the last `scored_at` in the scoring log (None, None when it is empty)."""
-        query = sa.select(sa.func.min(SCORES.c.scored_at), sa.func.max(SCORES.c.scored_at))
+        query = sa.select(sa.func.min(SCORE_BATCHES.c.scored_at), sa.func.max(SCORE_BATCHES.c.scored_at))
         with self.engine.connect() as connection:
             first, last = connection.execute(query).one()
         return first, last
@@ -230,22 +236,32 @@ class RecordStore:
 
 def _in_window(query: sa.Select, start: datetime | None, end: datetime | None) -> sa.Select:
     if start is not None:
-        query = query.where(SCORES.c.scored_at >= _naive_utc(start))
+        query = query.where(SCORE_BATCHES.c.scored_at >= _naive_utc(start))
     if end is not None:
-        query = query.where(SCORES.c.scored_at < _naive_utc(end))
+        query = query.where(SCORE_BATCHES.c.scored_at < _naive_utc(end))
     return query
 
 
-def _sampled(query: sa.Select, fraction: float, seed: int) -> sa.Select:
-    """Keep a row when (id + 7919 * seed) * 2654435761 mod 2^32 < fraction * 2^32.
+def _sampled(batch_id: int, rows: int, fraction: float, seed: int) -> np.ndarray:
+    """Which records of a batch to keep: those whose key (batch id * 2^20 + position, shifted by the seed) has a
+    Knuth multiplicative hash below `fraction * 2^32`.
 
-    Knuth's multiplicative hash spreads consecutive ids evenly over [0, 2^32), so the kept rows are an evenly spread,
-    reproducible sample of about `fraction` of the window (in SQLite and PostgreSQL alike); the seed rotates which.
+    The hash spreads consecutive keys evenly over [0, 2^32), so the kept records are an evenly spread, reproducible
+    sample of about `fraction` of the window; the seed rotates which. (uint64 arithmetic wraps modulo 2^64, which
+    leaves the product modulo 2^32 intact.)
     """
     if fraction >= 1:
-        return query
-    hashed = ((SCORES.c.id + 7919 * seed) * 2654435761) % 4294967296
-    return query.where(hashed < int(fraction * 4294967296))
+        return np.ones(rows, dtype=bool)
+    keys = np.uint64(batch_id) * np.uint64(1 << 20) + np.arange(rows, dtype=np.uint64) + np.uint64(7919 * seed)
+    hashed = (keys * np.uint64(2654435761)) % np.uint64(1 << 32)
+    return hashed < np.uint64(int(fraction * (1 << 32)))
+
+
+def _frame(tables: list[pa.Table], schema: pa.Schema | None = None) -> pd.DataFrame:
+    """Batches' tables as one frame; a column a batch lacks (or has only nulls in) is missing in its records."""
+    if not tables:
+        return schema.empty_table().to_pandas() if schema is not None else pd.DataFrame()
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 
 def _sqlite_durable(connection, _record) -> None:

@@ -25,7 +25,7 @@ from scoreloop.policy import work_plan
 from scoreloop.settings import PolicySettings
 from scoreloop.store import RecordStore
 from serving.records import read_frame
-from serving.scorelog import log_scored
+from serving.scorelog import scored_batch
 from serving.scoring import score_rows
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
@@ -135,7 +135,7 @@ def score_file(
             frame = _scored_frame(scored, chunk.records[accepted])
             if worklist is not None and len(rows):
                 plan = worklist.plan(scored, rng)
-                log_scored(worklist.store, model.spec, rows, scored, policy=plan)
+                worklist.store.log_scores([scored_batch(model.spec, rows, scored, policy=plan)])
                 frame = pd.concat([frame, plan], axis=1)
             scored_file.write(frame)
             refused = _quarantine_frame(chunk, checked.issues)

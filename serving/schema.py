@@ -20,7 +20,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from scoreloop.coerce import Issue
 from scoreloop.spec import DatasetSpec, Range
-from serving.records import REQUIRED, id_problem, input_fields, read_columns
+from serving.records import REQUIRED, id_problem, input_fields, json_type, read_columns
 
 Loc = tuple[int | str, ...]
 
@@ -66,10 +66,14 @@ def _bounds_text(bounds: Range) -> str:
 
 
 def records_type(spec: DatasetSpec, max_records: int) -> Any:
-    """The `records` argument: a list of record objects (or one object), validated into typed rows."""
+    """The `records` argument: a list of record objects (or one object), validated into typed rows.
+
+    Declared as `Any` so that pydantic only parses the JSON (~0.5 ms for 1,000 records) and `check_records` checks
+    the shape: `list[dict[str, Any]] | dict[str, Any]` makes pydantic rebuild every record, five times the cost.
+    """
     schema = record_model(spec).model_json_schema()
     return Annotated[
-        list[dict[str, Any]] | dict[str, Any],
+        Any,
         AfterValidator(partial(check_records, spec=spec, max_records=max_records)),
         WithJsonSchema({"anyOf": [{"type": "array", "items": schema, "maxItems": max_records}, schema]}),
     ]
@@ -101,7 +105,11 @@ def check_records(value: list[dict[str, Any]] | dict[str, Any], spec: DatasetSpe
     Fields the spec does not declare are refused: a typo would otherwise be scored as a missing value.
     """
     records = [value] if isinstance(value, dict) else value
+    if not isinstance(records, list):
+        _raise_if_any([_value_error((), f"expected a list of records or one record, got {json_type(value)}", value)])
     _check_size(len(records), max_records)
+    _raise_if_any([_value_error((i,), f"expected a record object, got {json_type(record)}", record)
+                   for i, record in enumerate(records) if not isinstance(record, dict)])  # fmt: skip
     known = frozenset(input_fields(spec))
     errors: list[InitErrorDetails] = []
     if not all(map(known.issuperset, records)):

@@ -1,12 +1,12 @@
 """The scoring log, written off the request path: a bounded in-memory queue drained by one writer thread.
 
-Guarantee: a 200 from `/score` means its rows are queued. The writer commits everything queued in one transaction
-(`RecordStore.log_scores`: SQLite WAL with synchronous=FULL, or PostgreSQL), so rows reach the database within
-about one transaction's time when the store is healthy. On a graceful stop (SIGTERM, Ctrl-C) the queue is drained
-before the process exits. When the store fails, the writer keeps the rows and retries with back-off; the queue
-fills, and once it holds `max_rows` rows `/score` answers 503 instead of accepting rows it could not keep. What can
-be lost is only what was queued when the process died without a graceful stop (SIGKILL, out of memory, power),
-and any failure to write is logged and counted, never silent.
+Guarantee: a 200 from `/score` means its rows are queued. The writer commits everything queued in one
+transaction, a batch per request (`RecordStore.log_scores`: SQLite WAL with synchronous=FULL, or PostgreSQL),
+so rows reach the database within about one transaction's time when the store is healthy. On a graceful stop
+(SIGTERM, Ctrl-C) the queue is drained before the process exits. When the store fails, the writer keeps the rows
+and retries with back-off; the queue fills, and once it holds `max_rows` rows `/score` answers 503 instead of
+accepting rows it could not keep. What can be lost is only what was queued when the process died without a
+graceful stop (SIGKILL, out of memory, power), and any failure to write is logged and counted, never silent.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pandas as pd
 from bentoml.exceptions import ServiceUnavailable
 
 from scoreloop.spec import DatasetSpec
-from scoreloop.store import RecordStore
+from scoreloop.store import RecordStore, ScoredBatch
 
 logger = logging.getLogger("scoreloop.serving")
 
@@ -122,31 +122,25 @@ class ScoreLog:
         return sum(len(entry.rows) for entry in entries)
 
     def _write(self, entries: list[_Entry]) -> None:
-        log_scored(
-            self.store,
-            self.spec,
-            np.concatenate([entry.rows for entry in entries]),
-            np.concatenate([entry.scored for entry in entries]),
-            scored_at=[entry.scored_at for entry in entries for _ in range(len(entry.rows))],
-        )
+        self.store.log_scores(scored_batch(self.spec, e.rows, e.scored, scored_at=e.scored_at) for e in entries)
 
 
-def log_scored(
-    store: RecordStore,
+def scored_batch(
     spec: DatasetSpec,
     rows: np.ndarray,
     scored: np.ndarray,
     *,
-    scored_at: list[datetime] | None = None,
+    scored_at: datetime | None = None,
     policy: pd.DataFrame | None = None,
-) -> None:
-    """Typed rows and their `score_rows` fields (and work decisions, if any) as scoring-log rows, in one transaction."""
-    store.log_scores(
-        pd.DataFrame({name: rows[name] for name in spec.features}),
-        pd.DataFrame({name: scored[name] for name in ("probability", "score", "tier")}),
+) -> ScoredBatch:
+    """Typed rows and their `score_rows` fields (and work decisions, if any) as one scoring-log batch."""
+    return ScoredBatch(
+        rows,
+        scored,
         model_name=str(scored["model"][0]),
         model_version=str(scored["version"][0]),
-        record_ids=rows[spec.id_column].tolist() if spec.id_column else None,
+        record_ids=rows[spec.id_column] if spec.id_column else None,
         scored_at=scored_at,
         policy=policy,
+        feature_names=spec.features,
     )

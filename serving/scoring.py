@@ -49,7 +49,7 @@ def predict(model: ScoringModel, rows: np.ndarray) -> np.ndarray:
 def score_rows(model: ScoringModel, rows: np.ndarray) -> np.ndarray:
     """The response fields per typed row (`SCORED_DTYPE`): id, probability, 0-100 score, tier, model, version."""
     probability = predict(model, rows)
-    scored = np.empty(len(rows), dtype=SCORED_DTYPE)
+    scored = np.zeros(len(rows), dtype=SCORED_DTYPE)  # as read_columns: faster than np.empty
     scored["id"] = rows[model.spec.id_column] if model.spec.id_column else None
     scored["probability"] = probability
     scored["score"] = to_scores(probability, model.card.score_quantiles)

@@ -170,6 +170,18 @@ def test_malformed_bodies_are_4xx_never_5xx(server: str, body: str) -> None:
     assert 400 <= response.status_code < 500, response.text
 
 
+@pytest.mark.parametrize(
+    ("records", "loc", "message"),
+    [([{"industry": "saas"}, 2], ["records", 1], "expected a record object, got a number"),
+     (None, ["records"], "expected a list of records or one record, got null"),
+     ("saas", ["records"], "expected a list of records or one record, got text")],
+)  # fmt: skip
+def test_records_that_are_not_objects_are_a_400_naming_where(server: str, records, loc: list, message: str) -> None:
+    response = post(server, "/score", {"records": records})
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["loc"] == loc and message in response.text
+
+
 def test_batch_scoring_a_file_gives_what_the_api_gives(server: str, trained_home: Path, tmp_path: Path) -> None:
     export = trained_home / "export.csv"
     result = cli(trained_home, "score", str(export), "-o", str(tmp_path / "scored.parquet"), "--chunk-rows", "1500")

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from scoreloop.store import Outcome, RecordStore
+from scoreloop.store import Outcome, RecordStore, ScoredBatch
 from tests.integration.conftest import clean_env, cli, free_port, running
 
 PG = os.environ.get("SCORELOOP_TEST_PG", "")
@@ -32,9 +32,23 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` with a PostgreSQL backend store and artifacts served from a local folder."""
     folder = tmp_path_factory.mktemp("mlflow-server")
     url = f"http://127.0.0.1:{free_port()}"
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"{PG}/mlflow",
-               "--artifacts-destination", str(folder / "artifacts"), "--serve-artifacts", "--host", "127.0.0.1",
-               "--port", url.rsplit(":", 1)[1], "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"{PG}/mlflow",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--serve-artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        url.rsplit(":", 1)[1],
+        "--workers",
+        "1",
+    ]
     with running(command, f"{url}/health", folder / "server.log", clean_env()):
         yield url
 
@@ -63,7 +77,7 @@ def test_record_store_on_postgres_keeps_what_it_acknowledged() -> None:
     features = pd.DataFrame({"industry": ["saas"], "employees": [12.0]})
     scored = pd.DataFrame({"probability": [0.4], "score": [80], "tier": ["B"]})
     writer = RecordStore(url)
-    writer.log_scores(features, scored, model_name="m", model_version="3", record_ids=[record])
+    writer.log_scores([ScoredBatch(features, scored, model_name="m", model_version="3", record_ids=[record])])
     writer.add_outcomes([Outcome(record, 1)])
     writer.engine.dispose()
 

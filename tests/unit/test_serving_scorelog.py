@@ -51,7 +51,7 @@ def test_rows_reach_the_store_with_inputs_scores_and_version(tmp_path: Path) -> 
 def test_a_failing_store_is_retried_counted_and_never_silently_dropped(tmp_path: Path) -> None:
     store = RecordStore(f"sqlite:///{tmp_path / 'records.db'}")
     with store.engine.begin() as connection:
-        connection.execute(sa.text("DROP TABLE scores"))  # every write fails until the table is back
+        connection.execute(sa.text("DROP TABLE score_batches"))  # every write fails until the table is back
     failures: list[int] = []
     log = ScoreLog(store, SPEC, max_rows=1000, wait_seconds=0.3, on_failure=lambda: failures.append(1))
     log.submit(*batch(1000, "q"))  # queued: a 200 means queued
