@@ -18,6 +18,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import optuna
 import pandas as pd
 
 from scoreloop.coerce import coerce_frame
@@ -27,8 +28,6 @@ from scoreloop.settings import Settings
 from scoreloop.spec import DatasetSpec
 from scoreloop.synthetic import WorldConfig, generate_leads
 from scoreloop.tracking import configure
-from training.baselines import fit_baselines
-from training.metrics import evaluate
 from training.split import Split, time_split
 from training.tune import TuningData, TuningResult, fit_catboost, tune
 
@@ -77,12 +76,24 @@ def run_tuning(settings: Settings, name: str, data: TuningData) -> TuningResult:
         return tune(settings, name, data, run.info.run_id, experiment_id, mlflow.get_tracking_uri())
 
 
-def holdout_auc(best: dict, iterations: int, split: Split, spec: DatasetSpec, settings: Settings) -> float:
-    """The tuned parameters refit on train+valid (as training does) and scored on the holdout."""
+def holdout_aucs(best: optuna.trial.FrozenTrial, split: Split, spec: DatasetSpec, settings: Settings) -> dict:
+    """Holdout AUC of the tuned parameters refit on train+valid (as training does) and of the two baselines."""
+    # Imported here, not at the top: the tuning workers are spawned processes that re-import this module, and
+    # should pay only what `scoreloop train`'s workers pay (scikit-learn alone takes seconds to import).
+    from training.baselines import fit_baselines
+    from training.metrics import evaluate
+
     refit = pd.concat([split.train, split.valid])
-    model = fit_catboost(best, make_pool(refit, spec, refit[spec.target]), None, settings.train, iterations=iterations)
-    proba = model.predict_proba(model_frame(split.holdout, spec))[:, 1]
-    return evaluate(split.holdout[spec.target].to_numpy(), proba)["roc_auc"]
+    iterations = best.user_attrs["best_iteration"] + 1
+    model = fit_catboost(best.params, make_pool(refit, spec, refit[spec.target]), None, settings.train, iterations)
+    baselines = fit_baselines(split, spec, settings.train, None)
+    probabilities = {
+        "tuned CatBoost (pruning, 1 worker)": model.predict_proba(model_frame(split.holdout, spec))[:, 1],
+        "CatBoost defaults": baselines["catboost"].holdout_proba,
+        "HistGradientBoosting": baselines["hgb"].holdout_proba,
+    }
+    y_holdout = split.holdout[spec.target].to_numpy()
+    return {what: evaluate(y_holdout, proba)["roc_auc"] for what, proba in probabilities.items()}
 
 
 def bench_dataset(label: str, spec: DatasetSpec, rows: pd.DataFrame, trials: int, home: Path) -> list[dict]:
@@ -108,15 +119,7 @@ def bench_dataset(label: str, spec: DatasetSpec, rows: pd.DataFrame, trials: int
                 "holdout AUC": None,
             }
         )
-    best = tuned[(True, 1)].study.best_trial
-    y_holdout = split.holdout[spec.target].to_numpy()
-    holdout = {"tuned CatBoost (pruning, 1 worker)": holdout_auc(
-        best.params, best.user_attrs["best_iteration"] + 1, split, spec, settings
-    )}  # fmt: skip
-    baselines = fit_baselines(split, spec, config, None)
-    holdout["CatBoost defaults"] = evaluate(y_holdout, baselines["catboost"].holdout_proba)["roc_auc"]
-    holdout["HistGradientBoosting"] = evaluate(y_holdout, baselines["hgb"].holdout_proba)["roc_auc"]
-    for what, auc in holdout.items():
+    for what, auc in holdout_aucs(tuned[(True, 1)].study.best_trial, split, spec, settings).items():
         table.append({"dataset": label, "what": what, "trials c/p": "", "trees grown": None, "wall s": None,
                       "best valid AUC": None, "holdout AUC": auc})  # fmt: skip
     return table

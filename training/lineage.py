@@ -13,7 +13,7 @@ import mlflow
 from scoreloop.spec import DatasetSpec
 from training.split import Split
 
-LIBRARIES = ("catboost", "optuna", "optuna-integration", "mlflow", "scikit-learn", "pandas", "numpy")
+LIBRARIES = ("catboost", "optuna", "mlflow", "scikit-learn", "pandas", "numpy")
 
 
 def git_state(directory: Path) -> dict[str, str]:

@@ -26,16 +26,15 @@ import numpy as np
 import optuna
 import pandas as pd
 from catboost import CatBoostClassifier, Pool
-from optuna_integration import CatBoostPruningCallback
 
 from scoreloop.model import make_pool, model_frame
 from scoreloop.settings import SearchSpace, Settings, TrainSettings
 from scoreloop.spec import DatasetSpec
-from training.metrics import binary_metrics
 from training.trial_runs import TrialRuns
 
 OBJECTIVE_ATTR = "scoreloop.objective"
 PRUNING_METRIC = "AUC"
+PRUNE_INTERVAL = 5  # trees between two pruning decisions
 
 
 @dataclass(frozen=True)
@@ -151,8 +150,32 @@ def make_pruner(config: TrainSettings) -> optuna.pruners.BasePruner:
     if not config.pruning:
         return optuna.pruners.NopPruner()
     return optuna.pruners.MedianPruner(
-        n_startup_trials=config.prune_after_trials, n_warmup_steps=config.prune_warmup_iterations, interval_steps=5
+        n_startup_trials=config.prune_after_trials,
+        n_warmup_steps=config.prune_warmup_iterations,
+        interval_steps=PRUNE_INTERVAL,
     )
+
+
+class PruningCallback:
+    """CatBoost callback: reports the validation AUC to the trial at the pruner's decision steps only, and stops the
+    fit when the pruner says so.
+
+    optuna_integration's callback reports after every tree, and every report is a synced write to the study's
+    storage plus a read for the decision that the pruner only takes every `PRUNE_INTERVAL` trees.
+    """
+
+    def __init__(self, trial: optuna.Trial, config: TrainSettings) -> None:
+        self.trial = trial
+        self.warmup = config.prune_warmup_iterations
+        self.pruned = False
+
+    def after_iteration(self, info) -> bool:
+        step = info.iteration - 1  # the pruner counts steps (trees) from 0
+        if step < self.warmup or (step - self.warmup) % PRUNE_INTERVAL:
+            return True
+        self.trial.report(info.metrics["validation"][PRUNING_METRIC][-1], step)
+        self.pruned = self.trial.should_prune()
+        return not self.pruned
 
 
 def make_sampler(config: TrainSettings, trials_so_far: int, worker: int) -> optuna.samplers.TPESampler:
@@ -199,7 +222,6 @@ def run_trials(job: TuningJob) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     train, valid = job.data.pools()
-    y_valid = np.asarray(valid.get_label())
     study = optuna.load_study(
         study_name=job.study_name, storage=optuna_storage(job.settings), pruner=make_pruner(config)
     )
@@ -215,25 +237,28 @@ def run_trials(job: TuningJob) -> int:
         params = suggest_params(trial, config.search)
         run_id = runs.start(trial.number, params)
         trial.set_user_attr("mlflow_run_id", run_id)
-        pruning = CatBoostPruningCallback(trial, PRUNING_METRIC) if config.pruning else None
-        callbacks = [pruning] if pruning else None
+        pruning = PruningCallback(trial, config) if config.pruning else None
         try:
-            model = fit_catboost(params, train, valid, config, threads=job.threads, callbacks=callbacks)
+            model = fit_catboost(
+                params, train, valid, config, threads=job.threads, callbacks=[pruning] if pruning else None
+            )
         except Exception as exc:
             runs.finish(run_id, "failed", {}, {"scoreloop.error": repr(exc)[:1000]})
             raise
-        metrics = {f"valid_{k}": v for k, v in binary_metrics(y_valid, model.predict_proba(valid)[:, 1]).items()}
-        metrics["best_iteration"] = model.get_best_iteration()
-        metrics["iterations_grown"] = len(model.get_evals_result()["validation"][PRUNING_METRIC])
+        # CatBoost's validation AUC at the kept (best) tree equals roc_auc_score on the model's validation
+        # predictions: reading it saves a prediction pass and keeps scikit-learn out of the worker processes.
+        grown = len(model.get_evals_result()["validation"][PRUNING_METRIC])
+        metrics = {
+            "valid_roc_auc": model.get_best_score()["validation"][PRUNING_METRIC],
+            "best_iteration": model.get_best_iteration(),
+            "iterations_grown": grown,
+        }
         trial.set_user_attr("best_iteration", int(metrics["best_iteration"]))
-        trial.set_user_attr("iterations_grown", int(metrics["iterations_grown"]))
-        if pruning is not None:
-            try:
-                pruning.check_pruned()
-            except optuna.TrialPruned:
-                runs.finish(run_id, "pruned", metrics)
-                raise
-        runs.finish(run_id, "complete", metrics)
+        trial.set_user_attr("iterations_grown", grown)
+        pruned = pruning is not None and pruning.pruned
+        runs.finish(run_id, "pruned" if pruned else "complete", metrics)
+        if pruned:
+            raise optuna.TrialPruned(f"pruned after {grown} trees")
         return metrics["valid_roc_auc"]
 
     study.optimize(objective, n_trials=job.trials)
@@ -254,7 +279,7 @@ def tune(
     experiment_id: str,
     tracking_uri: str,
 ) -> TuningResult:
-    """Add `settings.train.trials` trials to the study, in this process or in `settings.train.workers` processes.
+    """Add `settings.train.trials` trials to the study in `settings.train.workers` processes (this one included).
 
     Every trial is a child run of `parent_run_id` whichever process ran it. Worker processes share the CPU
     threads: each fits with `threads // workers` threads.
@@ -274,12 +299,12 @@ def tune(
         TuningJob(settings, study_name, data, parent_run_id, experiment_id, tracking_uri, worker, share, threads)
         for worker, share in enumerate(shares)
     ]
-    if len(jobs) == 1:
+    # This process is worker 0: its trials start at once, while workers 1.. spend seconds importing.
+    context = multiprocessing.get_context("spawn")  # fork would copy MLflow's and CatBoost's threads and locks
+    with ProcessPoolExecutor(max_workers=max(1, len(jobs) - 1), mp_context=context) as pool:
+        others = [pool.submit(run_trials, job) for job in jobs[1:]]
         run_trials(jobs[0])
-    else:
-        context = multiprocessing.get_context("spawn")  # fork would copy MLflow's and CatBoost's threads and locks
-        with ProcessPoolExecutor(max_workers=len(jobs), mp_context=context) as pool:
-            for done in [pool.submit(run_trials, job) for job in jobs]:
-                done.result()
+        for done in others:
+            done.result()
     session = [trial for trial in study.get_trials() if trial.number >= trials_before]
     return TuningResult(study, session, time.monotonic() - started)

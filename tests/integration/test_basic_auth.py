@@ -18,18 +18,39 @@ ADMIN_PASSWORD = secrets.token_hex(16)
 
 
 def _server_command(folder: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
-            "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination",
-            str(folder / "artifacts"), "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--app-name",
+        "basic-auth",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--serve-artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
 
 
 def _server_env(folder: Path, password: str) -> dict[str, str]:
     ini = folder / "auth.ini"
-    ini.write_text((PROJECT / "deploy/mlflow-basic-auth.ini").read_text().replace(
-        "sqlite:///basic_auth.db", f"sqlite:///{folder / 'basic_auth.db'}"))
-    return clean_env(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_AUTH_ADMIN_PASSWORD=password,
-                     MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(32))
+    ini.write_text(
+        (PROJECT / "deploy/mlflow-basic-auth.ini")
+        .read_text()
+        .replace("sqlite:///basic_auth.db", f"sqlite:///{folder / 'basic_auth.db'}")
+    )
+    return clean_env(
+        MLFLOW_AUTH_CONFIG_PATH=str(ini),
+        MLFLOW_AUTH_ADMIN_PASSWORD=password,
+        MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(32),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +58,24 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("auth-server")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with running(_server_command(folder, port), f"{url}/health", folder / "server.log",
-                 _server_env(folder, ADMIN_PASSWORD)):
+    with running(
+        _server_command(folder, port), f"{url}/health", folder / "server.log", _server_env(folder, ADMIN_PASSWORD)
+    ):
         yield url
 
 
 def test_the_shipped_config_has_no_password_and_an_empty_one_is_refused(tmp_path: Path) -> None:
     assert "admin_password" not in (PROJECT / "deploy/mlflow-basic-auth.ini").read_text()
     port = free_port()
-    with pytest.raises(AssertionError, match="exited"), running(
-        _server_command(tmp_path, port), f"http://127.0.0.1:{port}/health", tmp_path / "server.log",
-        _server_env(tmp_path, ""), timeout=60,
+    with (
+        pytest.raises(AssertionError, match="exited"),
+        running(
+            _server_command(tmp_path, port),
+            f"http://127.0.0.1:{port}/health",
+            tmp_path / "server.log",
+            _server_env(tmp_path, ""),
+            timeout=60,
+        ),
     ):
         pass
 
@@ -62,12 +90,16 @@ def test_scoreloop_trains_with_credentials_and_refuses_without(
 
     anonymous = cli(tmp_path, *train, check=False, env={"MLFLOW_TRACKING_URI": auth_server})
     assert anonymous.returncode == 2 and "refused access" in anonymous.stdout
-    empty = cli(tmp_path, *train, check=False, env={"MLFLOW_TRACKING_URI": auth_server,
-                                                    "MLFLOW_TRACKING_USERNAME": "admin"})
+    empty = cli(
+        tmp_path, *train, check=False, env={"MLFLOW_TRACKING_URI": auth_server, "MLFLOW_TRACKING_USERNAME": "admin"}
+    )
     assert empty.returncode == 2 and "MLFLOW_TRACKING_PASSWORD is empty" in empty.stdout
 
-    credentials = {"MLFLOW_TRACKING_URI": auth_server, "MLFLOW_TRACKING_USERNAME": "admin",
-                   "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
+    credentials = {
+        "MLFLOW_TRACKING_URI": auth_server,
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD,
+    }
     trained = cli(tmp_path, *train, env=credentials)
     promoted = cli(tmp_path, "promote", env=credentials)
     assert ADMIN_PASSWORD not in trained.stdout + trained.stderr + promoted.stdout + promoted.stderr

@@ -21,10 +21,25 @@ def mlflow_run(home: Path, entry: str, **params: str) -> None:
     env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `--env-manager local`: our venv
     result = subprocess.run(
-        [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", entry, "--env-manager", "local",
-         "--experiment-name", "scoreloop", *args],
-        cwd=home, env=env,
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(PROJECT),
+            "-e",
+            entry,
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            "scoreloop",
+            *args,
+        ],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -40,9 +55,7 @@ def test_train_and_promote_entry_points(tmp_path: Path) -> None:
     experiment = client.get_experiment_by_name("scoreloop")
     study = client.search_runs([experiment.experiment_id], "tags.`scoreloop.role` = 'study'")
     assert len(study) == 1 and study[0].data.tags.get("mlflow.project.entryPoint") == "train"
-    children = client.search_runs(
-        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{study[0].info.run_id}'"
-    )
+    children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{study[0].info.run_id}'")
     assert len(children) == 2
     champion = client.get_model_version_by_alias("scoreloop-model", "champion")
     assert champion.run_id == study[0].info.run_id

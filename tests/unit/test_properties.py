@@ -85,8 +85,11 @@ def test_parse_number_agrees_with_itself_on_formatting(text: str) -> None:
 
 
 lines = st.lists(
-    st.lists(st.one_of(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=6), numbers),
-             min_size=3, max_size=7),
+    st.lists(
+        st.one_of(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=6), numbers),
+        min_size=3,
+        max_size=7,
+    ),
     max_size=20,
 )
 

@@ -128,8 +128,9 @@ def test_world_is_learnable_but_not_trivial() -> None:
     leads = generate_leads(WorldConfig(rows=10_000, seed=2))
     features = leads[[*FEATURES_NUMERIC, *FEATURES_CATEGORICAL]].astype({c: "category" for c in FEATURES_CATEGORICAL})
     cut = int(len(leads) * 0.8)
-    model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.08, categorical_features="from_dtype",
-                                           random_state=0)
+    model = HistGradientBoostingClassifier(
+        max_iter=100, learning_rate=0.08, categorical_features="from_dtype", random_state=0
+    )
     model.fit(features.iloc[:cut], leads["converted"].iloc[:cut])
     newest = leads["converted"].iloc[cut:]
     model_auc = roc_auc_score(newest, model.predict_proba(features.iloc[cut:])[:, 1])
@@ -294,8 +295,7 @@ def test_pandas_skips_exactly_the_lines_with_too_many_fields(clean_and_messy) ->
     counts = _field_counts(broken.splitlines()[1:])
     kept = [i for i, c in enumerate(counts) if c <= len(sample.columns)]
     intact = [i for i, c in enumerate(counts) if c == len(sample.columns)]
-    read = pd.read_csv(io.StringIO(broken), dtype=str, keep_default_na=False, engine="python",
-                       on_bad_lines="skip")
+    read = pd.read_csv(io.StringIO(broken), dtype=str, keep_default_na=False, engine="python", on_bad_lines="skip")
     assert len(read) == len(kept) == len(sample) - sum(c > len(sample.columns) for c in counts)
     read.index = kept
     pd.testing.assert_frame_equal(read.loc[intact], sample.loc[intact])
