@@ -86,13 +86,17 @@ class ScoredBatch:
     def as_row(self) -> dict[str, Any]:
         size = len(self)
         columns: dict[str, Any] = {
-            "record_id": self.record_ids if self.record_ids is not None else pa.nulls(size, pa.string()),
+            "record_id": self.record_ids,
             "probability": self.scores["probability"],
             "score": self.scores["score"],
             "tier": self.scores["tier"],
         }
         for name in POLICY_COLUMNS:
-            columns[name] = self.policy[name] if self.policy is not None else pa.nulls(size)
+            columns[name] = self.policy[name] if self.policy is not None else None
+        scores = [
+            pa.nulls(size, field.type) if columns[field.name] is None else _array(columns[field.name], field.type)
+            for field in SCORE_SCHEMA
+        ]
         names = self.feature_names if self.feature_names is not None else list(self.features)
         features = pa.table({name: _array(self.features[name]) for name in names})
         return {
@@ -100,16 +104,17 @@ class ScoredBatch:
             "model_name": self.model_name,
             "model_version": str(self.model_version),
             "rows": size,
-            "scores": _ipc(pa.table({name: _array(values) for name, values in columns.items()}).cast(SCORE_SCHEMA)),
+            "scores": _ipc(pa.Table.from_arrays(scores, schema=SCORE_SCHEMA)),
             "features": _ipc(features),
         }
 
 
-def _array(values: Any) -> pa.Array:
-    """A column as Arrow; pandas' extension dtypes and datetimes go through pandas' own conversion."""
+def _array(values: Any, type: pa.DataType | None = None) -> pa.Array:
+    """A column as Arrow (of `type` if given); pandas' extension dtypes and datetimes go through pandas' own
+    conversion."""
     if isinstance(values, pa.Array):
-        return values
-    return pa.array(values, from_pandas=True)  # NaN in an object column is a null, as it was in the record
+        return values if type is None else values.cast(type)
+    return pa.array(values, type=type, from_pandas=True)  # NaN in an object column is a null, as in the record
 
 
 def _ipc(table: pa.Table) -> bytes:
