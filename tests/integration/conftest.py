@@ -73,6 +73,13 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def mlflow_server_command(backend_store_uri: str, folder: Path, port: int, *options: str) -> list[str]:
+    """`mlflow server` on a loopback port with one worker, serving artifacts from `folder / "artifacts"`."""
+    return [sys.executable, "-m", "mlflow", "server", *options, "--backend-store-uri", backend_store_uri,
+            "--artifacts-destination", str(folder / "artifacts"), "--serve-artifacts",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+
+
 @contextmanager
 def running(
     command: list[str],

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import secrets
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from tests.integration.conftest import clean_env, cli, free_port, running
+from tests.integration.conftest import clean_env, cli, free_port, mlflow_server_command, running
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[2]
@@ -18,25 +17,7 @@ ADMIN_PASSWORD = secrets.token_hex(16)
 
 
 def _server_command(folder: Path, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--app-name",
-        "basic-auth",
-        "--backend-store-uri",
-        f"sqlite:///{folder / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(folder / "artifacts"),
-        "--serve-artifacts",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
+    return mlflow_server_command(f"sqlite:///{folder / 'mlflow.db'}", folder, port, "--app-name", "basic-auth")
 
 
 def _server_env(folder: Path, password: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ throwaway PostgreSQL and sets it.
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from scoreloop.store import Outcome, RecordStore, ScoredBatch
-from tests.integration.conftest import clean_env, cli, free_port, running
+from tests.integration.conftest import clean_env, cli, free_port, mlflow_server_command, running
 
 PG = os.environ.get("SCORELOOP_TEST_PG", "")
 pytestmark = [
@@ -31,24 +30,9 @@ pytestmark = [
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` with a PostgreSQL backend store and artifacts served from a local folder."""
     folder = tmp_path_factory.mktemp("mlflow-server")
-    url = f"http://127.0.0.1:{free_port()}"
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        f"{PG}/mlflow",
-        "--artifacts-destination",
-        str(folder / "artifacts"),
-        "--serve-artifacts",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        url.rsplit(":", 1)[1],
-        "--workers",
-        "1",
-    ]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = mlflow_server_command(f"{PG}/mlflow", folder, port)
     with running(command, f"{url}/health", folder / "server.log", clean_env()):
         yield url
 

@@ -18,7 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from scoreloop.tracking import load_version
-from tests.integration.conftest import clean_env, cli, free_port, running
+from tests.integration.conftest import clean_env, cli, free_port, mlflow_server_command, running
 
 pytestmark = pytest.mark.slow
 
@@ -53,9 +53,7 @@ def test_unreachable_store_fails_fast_in_one_line(data: Path, tmp_path: Path) ->
 
 
 def mlflow_server(folder: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-            "--artifacts-destination", str(folder / "artifacts"), "--serve-artifacts", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1"]  # fmt: skip
+    return mlflow_server_command(f"sqlite:///{folder / 'mlflow.db'}", folder, port)
 
 
 def wait_for_trials(client: MlflowClient, count: int, timeout: float = 300) -> None:
