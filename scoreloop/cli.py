@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from scoreloop.settings import Settings
@@ -46,12 +47,17 @@ def run() -> None:
     try:
         app()
     except (ValueError, LookupError, PermissionError, ConnectionError) as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        print_error(str(exc))
         raise SystemExit(2) from None
 
 
+def print_error(message: str) -> None:
+    """One `error:` line, never wrapped to the terminal's width (logs and tests can search it)."""
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
 def fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    print_error(message)
     return typer.Exit(code=2)
 
 

@@ -77,13 +77,15 @@ def _single_attempt(timeout_seconds: int):
 def unreachable_reason(settings: Settings, timeout_seconds: int = 5) -> str | None:
     """Why the tracking store cannot be used right now (one attempt, no retries), or None when it answers.
 
-    A refused login is not "unreachable": `configure` explains that one.
+    A refused login is not "unreachable": `configure` explains that one. Nor is a server that took the connection
+    but did not answer within the timeout (an authenticating server on a busy machine): the real
+    calls get MLflow's own timeouts and retries.
     """
     try:
         with _single_attempt(timeout_seconds):
             MlflowClient(settings.tracking_uri).search_experiments(max_results=1)
     except MlflowException as exc:
-        if exc.get_http_status_code() in (401, 403):
+        if exc.get_http_status_code() in (401, 403) or "ReadTimeoutError" in str(exc):
             return None
         return one_line(exc)
     except OSError as exc:
@@ -92,8 +94,13 @@ def unreachable_reason(settings: Settings, timeout_seconds: int = 5) -> str | No
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception's message on one line, cut to `limit` characters, for a one-line CLI error or a record."""
-    return " ".join(str(exc).split())[:limit]
+    """An exception's message on one line, for a one-line CLI error or a record. A message longer than `limit` keeps
+    its start and its end, where wrapped errors put the cause ("... [Errno 111] Connection refused'))")."""
+    text = " ".join(str(exc).split())
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return f"{text[:head]} … {text[len(text) - (limit - head - 3) :]}"
 
 
 def version_by_alias(name: str, alias: str) -> ModelVersion | None:
