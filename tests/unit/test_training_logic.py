@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import mlflow
+import optuna
 import pytest
 
+from scoreloop.coerce import coerce_frame
+from scoreloop.infer import infer_spec
 from scoreloop.settings import GateSettings, Settings
+from scoreloop.synthetic import WorldConfig, generate_leads
+from scoreloop.tracking import configure
 from training.history import PROMOTED, REFUSED, ROLLED_BACK, champion_line
 from training.promote import judge
-from training.tune import open_study, worker_shares
+from training.split import time_split
+from training.tune import PRUNE_INTERVAL, TuningData, open_study, tune, worker_shares
 
 CHAMPION = {"roc_auc": 0.80, "ece": 0.030}
 
@@ -57,3 +64,28 @@ def test_a_study_refuses_to_continue_on_other_data(tmp_path) -> None:
     assert open_study(settings, "s", fingerprint).study_name == "s"  # same objective: continued
     with pytest.raises(ValueError, match=r"study 's' was started with other data_digest"):
         open_study(settings, "s", {**fingerprint, "data_digest": "bbbb"})
+
+
+def test_pruning_reports_at_the_pruners_decision_steps_and_stops_trials(tmp_path) -> None:
+    """Real CatBoost, Optuna and MLflow (SQLite in tmp_path): a trial's curve is reported only where the median
+    pruner decides (warm-up, then every PRUNE_INTERVAL trees), and trials below the median stop growing."""
+    leads = generate_leads(WorldConfig(rows=3000, seed=3))
+    spec = infer_spec(leads, "converted", id_column="lead_id", time_column="created_at")
+    rows = coerce_frame(leads, spec, with_target=True, strict=True).rows.reset_index(drop=True)
+    settings = Settings(home=tmp_path)
+    settings.train.trials, settings.train.max_iterations = 10, 200
+    split = time_split(rows, spec, settings.train.valid_fraction, settings.train.holdout_fraction)
+    try:
+        experiment_id = configure(settings)
+        with mlflow.start_run() as parent:
+            result = tune(settings, "s", TuningData(spec, split.train, split.valid), parent.info.run_id,
+                          experiment_id, settings.tracking_uri)  # fmt: skip
+    finally:
+        mlflow.set_tracking_uri(None)  # configure() pointed this process at tmp_path's store
+    warmup = settings.train.prune_warmup_iterations
+    steps = {step for trial in result.trials for step in trial.intermediate_values}
+    assert steps and all(step >= warmup and (step - warmup) % PRUNE_INTERVAL == 0 for step in steps)
+    pruned = [trial for trial in result.trials if trial.state == optuna.trial.TrialState.PRUNED]
+    assert pruned and all(
+        trial.user_attrs["iterations_grown"] == max(trial.intermediate_values) + 1 for trial in pruned
+    )
