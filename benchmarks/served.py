@@ -112,8 +112,8 @@ class Client:
         self.connection.connect()
         self.connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        self.connection.request("POST", path, body, {"content-type": "application/json"})
+    def post(self, path: str, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
+        self.connection.request("POST", path, body, {"content-type": content_type})
         response = self.connection.getresponse()
         return response.status, response.read()
 

@@ -1,6 +1,6 @@
 """Serving speed, one command, one model: raw in-process CatBoost, the served /score at batch 1/100/1000 (and
-/score/columns at 1000), and `mlflow models serve --env-manager local` on the same registered version; then where a
-/score call spends its time.
+/score/columns and /score/arrow at 1000), and `mlflow models serve --env-manager local` on the same registered
+version; then where a /score call spends its time.
 
     .venv/bin/python -m benchmarks.serving [--home HOME] [--requests 2000]
 
@@ -20,11 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from benchmarks.served import Client, free_port, percentiles_ms, records_body, server_env, started, trained_home
 from scoreloop.model import model_frame
 from scoreloop.settings import Settings
+from scoreloop.store import ipc_bytes
 from scoreloop.tracking import load_registered
+from serving.arrow import ARROW_STREAM
 from serving.schema import check_records
 from serving.scoring import model_pool, records_json, score_rows
 
@@ -53,6 +56,8 @@ def main() -> None:
             rows.append(measure_http("bentoml /score", port, "/score", body, size, counts[size]))
         columns = json.dumps({"columns": pd.DataFrame(records).to_dict("list")}).encode()  # NaN -> NaN literal
         rows.append(measure_http("bentoml /score/columns", port, "/score/columns", columns, 1000, counts[1000]))
+        arrow = ipc_bytes(pa.Table.from_pandas(pd.DataFrame(records), preserve_index=False))  # as a pandas client
+        rows.append(measure_http("bentoml /score/arrow", port, "/score/arrow", arrow, 1000, counts[1000], ARROW_STREAM))
     mlflow_port = free_port()
     mlflow_serve = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{settings.model_name}@champion",
                     "--env-manager", "local", "-p", str(mlflow_port), "-w", "1"]  # fmt: skip
@@ -72,11 +77,13 @@ def measure_raw(model, frame: pd.DataFrame, size: int, count: int) -> dict:
     return timed("raw predict_proba", size, count, lambda: model.classifier.predict_proba(ready))
 
 
-def measure_http(path_name: str, port: int, route: str, body: bytes, size: int, count: int) -> dict:
+def measure_http(
+    path_name: str, port: int, route: str, body: bytes, size: int, count: int, content_type: str = "application/json"
+) -> dict:
     client = Client(port)
 
     def call() -> None:
-        status, answer = client.post(route, body)
+        status, answer = client.post(route, body, content_type)
         if status != 200:
             raise SystemExit(f"{path_name} {route} answered {status}: {answer[:300]!r}")
 

@@ -104,8 +104,8 @@ class ScoredBatch:
             "model_name": self.model_name,
             "model_version": str(self.model_version),
             "rows": size,
-            "scores": _ipc(pa.Table.from_arrays(scores, schema=SCORE_SCHEMA)),
-            "features": _ipc(features),
+            "scores": ipc_bytes(pa.Table.from_arrays(scores, schema=SCORE_SCHEMA)),
+            "features": ipc_bytes(features),
         }
 
 
@@ -117,7 +117,8 @@ def _array(values: Any, type: pa.DataType | None = None) -> pa.Array:
     return pa.array(values, type=type, from_pandas=True)  # NaN in an object column is a null, as in the record
 
 
-def _ipc(table: pa.Table) -> bytes:
+def ipc_bytes(table: pa.Table) -> bytes:
+    """A table as one Arrow IPC stream (what the scoring log stores, and what `/score/arrow` speaks)."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

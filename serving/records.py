@@ -227,11 +227,19 @@ def _missing_required(rows: np.ndarray, spec: DatasetSpec, found: list[Issue]) -
 
 
 def field_counts(rows: np.ndarray, spec: DatasetSpec) -> tuple[dict[str, int], dict[str, int]]:
-    """Per feature: how many rows miss it, and (categories) how many carry a value outside the allowed ones."""
-    missing = {name: int(missing_mask(rows, name).sum()) for name in spec.features}
-    unseen = {}
-    for name in spec.categorical:
+    """Per feature: how many rows miss it, and (categories) how many carry a value outside the allowed ones.
+
+    A text or category column is counted once (its distinct values), not compared element-wise: this runs on
+    every scored request.
+    """
+    missing, unseen = {}, {}
+    for name in spec.features:
+        column = rows[name]
+        if column.dtype.kind == "f":
+            missing[name] = int(np.isnan(column).sum())
+            continue
+        counts = Counter(column.tolist())
+        missing[name] = counts[None] + counts[""]
         if allowed := frozenset(spec.allowed_values.get(name, ())):
-            counts = Counter(rows[name].tolist())
-            unseen[name] = sum(n for value, n in counts.items() if value is not None and value not in allowed)
+            unseen[name] = sum(n for value, n in counts.items() if value not in (None, "") and value not in allowed)
     return {k: v for k, v in missing.items() if v}, {k: v for k, v in unseen.items() if v}

@@ -107,7 +107,7 @@ def check_records(value: list[dict[str, Any]] | dict[str, Any], spec: DatasetSpe
     records = [value] if isinstance(value, dict) else value
     if not isinstance(records, list):
         _raise_if_any([_value_error((), f"expected a list of records or one record, got {json_type(value)}", value)])
-    _check_size(len(records), max_records)
+    check_size(len(records), max_records)
     _raise_if_any([_value_error((i,), f"expected a record object, got {json_type(record)}", record)
                    for i, record in enumerate(records) if not isinstance(record, dict)])  # fmt: skip
     known = frozenset(input_fields(spec))
@@ -127,7 +127,7 @@ def check_columns(value: dict[str, list[Any]], spec: DatasetSpec, max_records: i
     errors = [_extra((name,), values) for name, values in value.items() if name not in known]
     lengths = {name: len(values) for name, values in value.items() if name in known}
     size = max(lengths.values(), default=0)
-    _check_size(size, max_records)
+    check_size(size, max_records)
     uneven = f"has {{}} values where the longest column has {size}"
     errors += [_value_error((name,), uneven.format(n), None) for name, n in lengths.items() if n != size]
     _raise_if_any(errors)
@@ -140,12 +140,17 @@ def _raw(columns: dict[str, list[Any]], issue: Issue) -> Any:
     return columns[issue.field][issue.row] if issue.field in columns else None
 
 
-def _check_size(size: int, max_records: int) -> None:
+def check_size(size: int, max_records: int) -> None:
     if size > max_records:
         raise TooManyRecords(
             f"a request may carry at most {max_records} records, this one has {size}: split it, or score files "
             "with `scoreloop score`"
         )
+
+
+def request_error(loc: Loc, message: str) -> ValidationError:
+    """A ValidationError about the request as a whole or a part of it, answered with a 400 naming `loc`."""
+    return ValidationError.from_exception_data("Records", [_value_error(loc, message, None)])
 
 
 def _error(issue: Issue, loc: Loc, raw: Any) -> InitErrorDetails:

@@ -9,6 +9,7 @@ built with.
 
 - `POST /score` (`{"records": [...]}`) and `POST /score/columns` (`{"columns": {...}}`): adaptive batching merges
   concurrent requests; each request is validated on its own first, so one bad record fails only its request.
+- `POST /score/arrow`: the same for batch clients, with an Arrow IPC stream in and out (no JSON on either side).
 - `POST /explain`: the top reasons per record from CatBoost's SHAP values (not logged: it is not a decision).
 - `POST /feedback`: outcomes, committed to the record store before the 200; optionally behind an API key.
 - `GET /metadata`: model, version, run, windows, metrics, tier cut-offs, input schema.
@@ -23,14 +24,18 @@ from typing import Annotated, Any
 
 import bentoml
 import numpy as np
+from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
 from fastapi import FastAPI
-from pydantic import BeforeValidator, Field, WithJsonSchema
-from starlette.responses import JSONResponse
+from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from scoreloop.settings import Settings
 from scoreloop.store import Outcome as StoredOutcome
 from scoreloop.store import RecordStore
+from serving.arrow import ARROW_STREAM, arrow_bytes, read_arrow
 from serving.bento import MODEL_TAG_ENV, load_verified
 from serving.records import field_counts
 from serving.schema import (
@@ -118,6 +123,25 @@ class Scorer:
     def score_columns(self, columns: Columns) -> ScoredTable:  # type: ignore[valid-type]
         """As /score, with records sent (and returned) as columns: one list of values per field."""
         return self._score(columns)
+
+    @metadata_app.post("/score/arrow", response_class=Response)
+    async def score_arrow(self, request: Request) -> Response:
+        """As /score, for batch clients: the records as an Arrow IPC stream (a column per field), the answer too.
+
+        Served by FastAPI rather than a BentoML API (which has no raw-body input): errors are answered here in
+        BentoML's shape, `{"error": ..., "detail": [{"loc": [field, index], "msg": ...}]}`.
+        """
+        body = await request.body()
+        try:
+            scored = await run_in_threadpool(lambda: self._score(read_arrow(body, _spec, limits.max_records)))
+        except ValidationError as exc:
+            detail = exc.errors(include_url=False, include_context=False, include_input=False)
+            return JSONResponse(
+                {"error": f"{exc.error_count()} validation error for {exc.title}", "detail": detail}, 400
+            )
+        except BentoMLException as exc:  # 413 too many records, 503 the scoring log cannot keep up
+            return JSONResponse({"error": str(exc)}, exc.error_code.value)
+        return Response(arrow_bytes(scored), media_type=ARROW_STREAM)
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         scored = score_rows(self.model, rows)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from scoreloop.store import RecordStore
+from scoreloop.store import RecordStore, ipc_bytes
+from serving.arrow import ARROW_STREAM
 from tests.integration.conftest import cli
 
 pytestmark = pytest.mark.slow
@@ -180,6 +182,42 @@ def test_records_that_are_not_objects_are_a_400_naming_where(server: str, record
     response = post(server, "/score", {"records": records})
     assert response.status_code == 400
     assert response.json()["detail"][0]["loc"] == loc and message in response.text
+
+
+def post_arrow(server: str, body: bytes) -> httpx.Response:
+    return httpx.post(f"{server}/score/arrow", content=body, headers={"content-type": ARROW_STREAM}, timeout=30)
+
+
+def test_arrow_in_and_out_scores_what_json_scores(server: str) -> None:
+    fields = sorted({name for record in RECORDS for name in record})
+    columns = {name: [record.get(name) for record in RECORDS] for name in fields}
+    columns["product_events"] = [40.0, None, None]  # typed Arrow columns as well as text ones
+    response = post_arrow(server, ipc_bytes(pa.table(columns)))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == ARROW_STREAM
+    scored = pa.ipc.open_stream(response.content).read_all().to_pylist()
+    assert scored == post(server, "/score", {"records": RECORDS}).json()
+    empty = post_arrow(server, ipc_bytes(pa.table({"industry": pa.array([], pa.string())})))
+    assert empty.status_code == 200 and pa.ipc.open_stream(empty.content).read_all().num_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("columns", "status", "loc", "message"),
+    [({"industry": ["saas", "retail"], "employees": ["12", "many"]}, 400, ["employees", 1], "cannot read 'many'"),
+     ({"industry": ["saas"], "colour": ["red"]}, 400, ["colour"], "Extra inputs are not permitted"),
+     ({"industry": [["saas"]]}, 400, ["industry", 0], "expected text, got a list"),
+     ({"industry": ["saas"] * 1001}, 413, None, "at most 1000 records, this one has 1001")],
+)  # fmt: skip
+def test_arrow_bad_input_is_a_4xx_naming_field_and_index(server: str, columns, status, loc, message) -> None:
+    response = post_arrow(server, ipc_bytes(pa.table(columns)))
+    assert response.status_code == status and message in response.text, response.text
+    if loc is not None:
+        assert response.json()["detail"][0]["loc"] == loc
+
+
+def test_a_body_that_is_not_arrow_is_a_400(server: str) -> None:
+    response = post_arrow(server, b'{"records": []}')
+    assert response.status_code == 400 and "expected an Arrow IPC stream" in response.text
 
 
 def test_batch_scoring_a_file_gives_what_the_api_gives(server: str, trained_home: Path, tmp_path: Path) -> None:
