@@ -16,6 +16,7 @@ from scoreloop.store import ipc_bytes
 from serving.schema import check_columns, check_size, request_error
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+BYTES_PER_RECORD = 16 * 1024  # a body above this per allowed record is refused (413) before it is read whole
 
 
 def read_arrow(body: bytes, spec: DatasetSpec, max_records: int) -> np.ndarray:

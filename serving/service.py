@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 from scoreloop.settings import Settings
 from scoreloop.store import Outcome as StoredOutcome
 from scoreloop.store import RecordStore
-from serving.arrow import ARROW_STREAM, arrow_bytes, read_arrow
+from serving.arrow import ARROW_STREAM, BYTES_PER_RECORD, arrow_bytes, read_arrow
 from serving.bento import MODEL_TAG_ENV, load_verified
 from serving.records import field_counts
 from serving.schema import (
@@ -69,7 +69,13 @@ ScoredList = Annotated[  # serialised here rather than by pydantic: a third of t
 ]
 ScoredTable = Annotated[ScoredColumns, BeforeValidator(as_columns)]
 Top = Annotated[int, Field(ge=1, le=len(_spec.features), description="Reasons per record.")]
-metadata_app = FastAPI(title="scoreloop metadata", docs_url=None, redoc_url=None, openapi_url=None)
+metadata_app = FastAPI(
+    title="scoreloop metadata",
+    docs_url=None,
+    redoc_url=None,
+    openapi_url=None,
+    max_body_size=limits.max_records * BYTES_PER_RECORD,
+)
 
 
 @cache
