@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start a throwaway PostgreSQL on loopback for the team-mode tests and print its base URL.
+# `postgres.sh DIR`: start a throwaway PostgreSQL on loopback, its files in the new empty folder DIR, for the
+# team-mode tests, and print its base URL. `postgres.sh stop DIR`: stop it and delete DIR.
 # Installs Debian's postgresql when absent. Needs root (it runs the server as the `postgres` user).
 # The password is random per run: no default or empty password exists anywhere.
 set -euo pipefail
@@ -9,7 +10,12 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-data=$(mktemp -d /tmp/scoreloop-pg.XXXXXX)
+if [ "${1:-}" = stop ]; then
+  runuser -u postgres -- "$bin/pg_ctl" -D "$2/db" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$2"
+  exit 0
+fi
+data=${1:?usage: postgres.sh DIR | postgres.sh stop DIR}
 password=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf '%s\n' "$password" > "$data.pw"
 chown -R postgres "$data" "$data.pw"
