@@ -112,8 +112,6 @@ class ScoredBatch:
 def _array(values: Any, type: pa.DataType | None = None) -> pa.Array:
     """A column as Arrow (of `type` if given); pandas' extension dtypes and datetimes go through pandas' own
     conversion."""
-    if isinstance(values, pa.Array):
-        return values if type is None else values.cast(type)
     return pa.array(values, type=type, from_pandas=True)  # NaN in an object column is a null, as in the record
 
 
@@ -125,7 +123,8 @@ def ipc_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _table(blob: bytes) -> pa.Table:
+def ipc_table(blob: bytes) -> pa.Table:
+    """The table of one Arrow IPC stream (`ipc_bytes` in reverse); `pa.ArrowInvalid` when it is not one."""
     return pa.ipc.open_stream(blob).read_all()
 
 
@@ -196,14 +195,14 @@ class RecordStore:
         total = sum(batch.rows for batch in batches)
         fraction = 1.0 if sample is None else sample / max(total, 1)
         keep = [_sampled(batch.id, batch.rows, fraction, seed) for batch in batches]
-        log = _frame([_table(b.scores).filter(k) for b, k in zip(batches, keep, strict=True)], SCORE_SCHEMA)
+        log = _frame([ipc_table(b.scores).filter(k) for b, k in zip(batches, keep, strict=True)], SCORE_SCHEMA)
         counts = [int(k.sum()) for k in keep]
         log.insert(0, "model_version", np.repeat([b.model_version for b in batches], counts).astype(object))
         log.insert(0, "model_name", np.repeat([b.model_name for b in batches], counts).astype(object))
         log.insert(0, "scored_at", pd.to_datetime(np.repeat([b.scored_at for b in batches], counts)))
         if not features:
             return log
-        stored = _frame([_table(b.features).filter(k) for b, k in zip(batches, keep, strict=True)])
+        stored = _frame([ipc_table(b.features).filter(k) for b, k in zip(batches, keep, strict=True)])
         return pd.concat([log, stored.drop(columns=[c for c in stored if c in log])], axis=1)
 
     def count(self, start: datetime | None = None, end: datetime | None = None) -> int:

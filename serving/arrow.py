@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from scoreloop.spec import DatasetSpec
-from scoreloop.store import ipc_bytes
+from scoreloop.store import ipc_bytes, ipc_table
 from serving.schema import check_columns, check_size, request_error
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -22,7 +22,7 @@ BYTES_PER_RECORD = 16 * 1024  # a body above this per allowed record is refused 
 def read_arrow(body: bytes, spec: DatasetSpec, max_records: int) -> np.ndarray:
     """An Arrow IPC stream -> typed rows; a 413 above `max_records` before any value is read."""
     try:
-        table = pa.ipc.open_stream(body).read_all()
+        table = ipc_table(body)
     except (pa.ArrowInvalid, OSError) as exc:
         raise request_error((), f"expected an Arrow IPC stream ({ARROW_STREAM}): {exc}") from None
     check_size(table.num_rows, max_records)

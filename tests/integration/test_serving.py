@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from scoreloop.store import RecordStore, ipc_bytes
+from scoreloop.store import RecordStore, ipc_bytes, ipc_table
 from serving.arrow import ARROW_STREAM, BYTES_PER_RECORD
 from tests.integration.conftest import cli
 
@@ -195,10 +195,10 @@ def test_arrow_in_and_out_scores_what_json_scores(server: str) -> None:
     response = post_arrow(server, ipc_bytes(pa.table(columns)))
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == ARROW_STREAM
-    scored = pa.ipc.open_stream(response.content).read_all().to_pylist()
+    scored = ipc_table(response.content).to_pylist()
     assert scored == post(server, "/score", {"records": RECORDS}).json()
     empty = post_arrow(server, ipc_bytes(pa.table({"industry": pa.array([], pa.string())})))
-    assert empty.status_code == 200 and pa.ipc.open_stream(empty.content).read_all().num_rows == 0
+    assert empty.status_code == 200 and ipc_table(empty.content).num_rows == 0
 
 
 @pytest.mark.parametrize(
