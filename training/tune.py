@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import time
 import warnings
@@ -80,7 +81,7 @@ class TuningResult:
 
 @dataclass(frozen=True)
 class TuningJob:
-    """One worker's share of a tuning session (picklable)."""
+    """What one worker needs to run trials of a tuning session (picklable)."""
 
     settings: Settings
     study_name: str
@@ -89,8 +90,30 @@ class TuningJob:
     experiment_id: str
     tracking_uri: str
     worker: int
-    trials: int
     threads: int
+
+
+class TrialClaims:
+    """A session's trials, handed out one at a time to whichever worker is free (shared memory, so it reaches
+    worker processes only when they are started).
+
+    One trial stays reserved for every worker that has not claimed yet, so each worker runs at least one: the
+    parent's own worker starts at once and would otherwise take every trial of a short session.
+    """
+
+    def __init__(self, context: multiprocessing.context.BaseContext, trials: int, workers: int) -> None:
+        self._lock = context.Lock()
+        self._left = context.RawValue("i", trials)
+        self._waiting = context.RawValue("i", workers)  # workers yet to claim their first trial
+
+    def claim(self, first: bool) -> bool:
+        """Take one trial; False when none is left for this worker (`first`: it has not run one yet)."""
+        with self._lock:
+            if self._left.value <= max(0, self._waiting.value - first):
+                return False
+            self._left.value -= 1
+            self._waiting.value -= first
+            return True
 
 
 def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict:
@@ -216,8 +239,9 @@ def open_study(settings: Settings, study_name: str, fingerprint: dict) -> optuna
     return study
 
 
-def run_trials(job: TuningJob) -> int:
-    """Run `job.trials` trials of the study in this process (the body of every worker); returns the count run."""
+def run_trials(job: TuningJob, claims: TrialClaims) -> int:
+    """Run trials of the study in this process while `claims` hands them out (the body of every worker); returns
+    the count run."""
     config = job.settings.train
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -261,14 +285,40 @@ def run_trials(job: TuningJob) -> int:
             raise optuna.TrialPruned(f"pruned after {grown} trees")
         return metrics["valid_roc_auc"]
 
-    study.optimize(objective, n_trials=job.trials)
-    return job.trials
+    ran = 0
+    while claims.claim(first=ran == 0):
+        study.optimize(objective, n_trials=1)
+        ran += 1
+    return ran
 
 
-def worker_shares(trials: int, workers: int) -> list[int]:
-    """Split `trials` as evenly as possible over at most `workers` workers (no worker gets none)."""
-    shares = [trials // workers + (i < trials % workers) for i in range(workers)]
-    return [share for share in shares if share]
+_claims: TrialClaims | None = None  # a pool worker's handle on the session's claims (set by its initializer)
+
+
+def _adopt_claims(claims: TrialClaims) -> None:
+    global _claims
+    _claims = claims
+
+
+def _run_pooled(job: TuningJob) -> int:
+    return run_trials(job, _claims)
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """Workers fork from a server process that imported this module once (`start_worker_server`): a worker starts in
+    milliseconds instead of seconds of imports, from a process that never opened a store or trained (forking the
+    command itself would copy MLflow's connections and CatBoost's threads and locks)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def start_worker_server(config: TrainSettings) -> None:
+    """Start the worker server when tuning will need worker processes, so that its imports run while the command
+    reads and splits its data; idempotent, and a no-op for one worker."""
+    if config.workers > 1:
+        worker_context()
+        multiprocessing.forkserver.ensure_running()
 
 
 def tune(
@@ -293,17 +343,22 @@ def tune(
     started = time.monotonic()
     study = open_study(settings, study_name, objective_fingerprint(config, data))
     trials_before = len(study.get_trials(deepcopy=False))
-    shares = worker_shares(config.trials, config.workers)
-    threads = max(1, config.threads // len(shares))
+    workers = min(config.workers, config.trials)
+    threads = max(1, config.threads // workers)
     jobs = [
-        TuningJob(settings, study_name, data, parent_run_id, experiment_id, tracking_uri, worker, share, threads)
-        for worker, share in enumerate(shares)
+        TuningJob(settings, study_name, data, parent_run_id, experiment_id, tracking_uri, worker, threads)
+        for worker in range(workers)
     ]
-    # This process is worker 0: its trials start at once, while workers 1.. spend seconds importing.
-    context = multiprocessing.get_context("spawn")  # fork would copy MLflow's and CatBoost's threads and locks
-    with ProcessPoolExecutor(max_workers=max(1, len(jobs) - 1), mp_context=context) as pool:
-        others = [pool.submit(run_trials, job) for job in jobs[1:]]
-        run_trials(jobs[0])
+    start_worker_server(config)
+    context = worker_context()
+    claims = TrialClaims(context, config.trials, workers)
+    # This process is worker 0: its trials start at once, while workers 1.. are forked.
+    pool = ProcessPoolExecutor(
+        max_workers=max(1, workers - 1), mp_context=context, initializer=_adopt_claims, initargs=(claims,)
+    )
+    with pool:
+        others = [pool.submit(_run_pooled, job) for job in jobs[1:]]
+        run_trials(jobs[0], claims)
         for done in others:
             done.result()
     session = [trial for trial in study.get_trials() if trial.number >= trials_before]

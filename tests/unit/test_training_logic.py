@@ -1,6 +1,8 @@
-"""Pure decisions of the training stage: the gate's verdict, the champion line, worker shares, study fingerprints."""
+"""Pure decisions of the training stage: the gate's verdict, the champion line, trial claims, study fingerprints."""
 
 from __future__ import annotations
+
+import multiprocessing
 
 import mlflow
 import optuna
@@ -14,7 +16,7 @@ from scoreloop.tracking import configure
 from training.history import PROMOTED, REFUSED, ROLLED_BACK, champion_line
 from training.promote import judge
 from training.split import time_split
-from training.tune import PRUNE_INTERVAL, TuningData, open_study, tune, worker_shares
+from training.tune import PRUNE_INTERVAL, TrialClaims, TuningData, open_study, tune
 
 CHAMPION = {"roc_auc": 0.80, "ece": 0.030}
 
@@ -51,10 +53,14 @@ def test_champion_line_replays_promotions_and_rollbacks() -> None:
     assert champion_line(history[:3]) == ["1", "2"]
 
 
-def test_worker_shares_split_trials_evenly_and_skip_idle_workers() -> None:
-    assert worker_shares(5, 2) == [3, 2]
-    assert worker_shares(2, 4) == [1, 1]
-    assert sum(worker_shares(17, 3)) == 17
+def test_trial_claims_hand_out_every_trial_once_and_keep_one_for_each_late_worker() -> None:
+    claims = TrialClaims(multiprocessing.get_context("forkserver"), trials=5, workers=3)
+    first = [claims.claim(first=True)] + [claims.claim(first=False) for _ in range(5)]
+    assert first == [True, True, True, False, False, False]  # two trials stay reserved for workers 1 and 2
+    assert claims.claim(first=True) and not claims.claim(first=False)
+    assert claims.claim(first=True) and not claims.claim(first=True)  # the last one, then none for anybody
+    single = TrialClaims(multiprocessing.get_context("forkserver"), trials=3, workers=1)
+    assert [single.claim(first=n == 0) for n in range(4)] == [True, True, True, False]
 
 
 def test_a_study_refuses_to_continue_on_other_data(tmp_path) -> None:
