@@ -80,8 +80,8 @@ def run_tuning(settings: Settings, name: str, data: TuningData) -> TuningResult:
 
 def holdout_aucs(best: optuna.trial.FrozenTrial, split: Split, spec: DatasetSpec, settings: Settings) -> dict:
     """Holdout AUC of the tuned parameters refit on train+valid (as training does) and of the two baselines."""
-    # Imported here, not at the top: the tuning workers are spawned processes that re-import this module, and
-    # should pay only what `scoreloop train`'s workers pay (scikit-learn alone takes seconds to import).
+    # Imported here, not at the top: the worker server re-imports this module (multiprocessing's `__main__`) and
+    # should import only what `scoreloop train`'s does (scikit-learn alone takes seconds).
     from training.baselines import fit_baselines
     from training.metrics import evaluate
 
