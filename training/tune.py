@@ -115,6 +115,11 @@ class TrialClaims:
             self._waiting.value -= first
             return True
 
+    def cancel(self) -> None:
+        """Hand out no more trials: a worker failed, so the others stop after their current trial."""
+        with self._lock:
+            self._left.value = 0
+
 
 def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict:
     """One point of the declared search space."""
@@ -286,9 +291,13 @@ def run_trials(job: TuningJob, claims: TrialClaims) -> int:
         return metrics["valid_roc_auc"]
 
     ran = 0
-    while claims.claim(first=ran == 0):
-        study.optimize(objective, n_trials=1)
-        ran += 1
+    try:
+        while claims.claim(first=ran == 0):
+            study.optimize(objective, n_trials=1)
+            ran += 1
+    except BaseException:
+        claims.cancel()
+        raise
     return ran
 
 

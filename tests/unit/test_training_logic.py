@@ -63,6 +63,13 @@ def test_trial_claims_hand_out_every_trial_once_and_keep_one_for_each_late_worke
     assert [single.claim(first=n == 0) for n in range(4)] == [True, True, True, False]
 
 
+def test_cancelled_claims_hand_out_nothing_more_even_to_a_worker_yet_to_start() -> None:
+    claims = TrialClaims(multiprocessing.get_context("forkserver"), trials=10, workers=2)
+    assert claims.claim(first=True)
+    claims.cancel()  # worker 0 failed
+    assert not claims.claim(first=False) and not claims.claim(first=True)
+
+
 def test_a_study_refuses_to_continue_on_other_data(tmp_path) -> None:
     settings = Settings(home=tmp_path)
     fingerprint = {"data_digest": "aaaa", "seed": 42}
