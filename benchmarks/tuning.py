@@ -6,8 +6,8 @@ CatBoost against untuned CatBoost and HistGradientBoosting on the holdout, on th
 Every configuration tunes a fresh study with the same seed, through the same `training.tune.tune` the CLI uses
 (trial child runs in a throwaway MLflow store included). Worker processes fork from the server `scoreloop train`
 starts before it reads its data; the benchmark starts it before loading the datasets, so no timed run pays its
-imports. Adult has no time column: its rows get a seeded random
-order (an artificial `event_time`), so its "out-of-time" split is really a random split.
+imports. Adult has no time column: its rows get a seeded random order (an artificial `event_time`), so its
+"out-of-time" split is really a random split.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def main() -> None:
     args = parser.parse_args()
     loaders = {"synthetic": synthetic_rows, "adult": adult_rows}
     started = time.monotonic()
-    start_worker_server(Settings().train.model_copy(update={"workers": 2}))  # as `scoreloop train`: before the data
+    start_worker_server(workers=2)  # as `scoreloop train` does: before the data
     rows = []
     with tempfile.TemporaryDirectory() as home:
         for name in args.datasets:

@@ -56,7 +56,7 @@ def require_tracking(settings: Settings) -> None:
 
 def train(settings: Settings, spec: DatasetSpec, data: Path, study_name: str | None = None) -> TrainResult:
     """Train from a file: see `train_rows`."""
-    start_worker_server(settings.train)  # its imports overlap reading the data
+    start_worker_server(settings.train.workers)  # its imports overlap reading the data
     require_tracking(settings)
     rows, rejected = load_rows(data, spec)
     return train_rows(settings, spec, rows, source=str(data), rows_rejected=rejected, study_name=study_name)
@@ -80,7 +80,7 @@ def train_rows(
     disk before it is logged (see `training.pending`).
     """
     config = settings.train
-    start_worker_server(config)
+    start_worker_server(config.workers)
     split = time_split(rows, spec, config.valid_fraction, config.holdout_fraction)
     study_name = study_name or f"{settings.model_name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     require_tracking(settings)

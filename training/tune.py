@@ -322,10 +322,11 @@ def worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def start_worker_server(config: TrainSettings) -> None:
-    """Start the worker server when tuning will need worker processes, so that its imports run while the command
-    reads and splits its data; idempotent, and a no-op for one worker."""
-    if config.workers > 1:
+def start_worker_server(workers: int) -> None:
+    """Start the worker server now when tuning will need worker processes, so that its imports run while the
+    command reads and splits its data (the pool would start it only at the first worker); idempotent, and a no-op
+    for one worker."""
+    if workers > 1:
         worker_context()
         multiprocessing.forkserver.ensure_running()
 
@@ -358,7 +359,6 @@ def tune(
         TuningJob(settings, study_name, data, parent_run_id, experiment_id, tracking_uri, worker, threads)
         for worker in range(workers)
     ]
-    start_worker_server(config)
     context = worker_context()
     claims = TrialClaims(context, config.trials, workers)
     # This process is worker 0: its trials start at once, while workers 1.. are forked.
