@@ -149,7 +149,11 @@ class RecordStore:
 
     def log_scores(self, batches: Iterable[ScoredBatch]) -> int:
         """Append scored batches in one transaction; returns the number of records logged."""
-        rows = [batch.as_row() for batch in batches if len(batch)]
+        return self.insert_batches([batch.as_row() for batch in batches if len(batch)])
+
+    def insert_batches(self, rows: list[dict[str, Any]]) -> int:
+        """Append `ScoredBatch.as_row()` rows in one transaction (the server builds them where it has the GIL
+        anyway, its request thread); returns the number of records logged."""
         if rows:
             with self.engine.begin() as connection:
                 connection.execute(SCORE_BATCHES.insert(), rows)

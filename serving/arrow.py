@@ -4,15 +4,22 @@ A request body is one Arrow IPC stream (`pyarrow.ipc.new_stream`, or `DataFrame.
 table with a column per field. Its values go through `check_columns`, the same validation and coercion as
 `/score/columns` (so `"$1,200"` in a string column is read as in an export), and problems are the same 400s naming
 the field and the record index. The answer is an Arrow IPC stream of the `/score` fields.
+
+Typed columns skip Python objects: a numeric feature in a number column arrives as one float array, and a text
+column of a category as its dictionary encoding (`Distinct`), so each distinct value is read once. Any other
+column (text in a numeric feature, ids, nested values) is read value by value, as JSON is.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from scoreloop.spec import DatasetSpec
 from scoreloop.store import ipc_bytes, ipc_table
+from serving.records import Distinct
 from serving.schema import check_columns, check_size, request_error
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -26,7 +33,29 @@ def read_arrow(body: bytes, spec: DatasetSpec, max_records: int) -> np.ndarray:
     except (pa.ArrowInvalid, OSError) as exc:
         raise request_error((), f"expected an Arrow IPC stream ({ARROW_STREAM}): {exc}") from None
     check_size(table.num_rows, max_records)
-    return check_columns(table.to_pydict(), spec, max_records)
+    numeric, categorical = frozenset(spec.numeric), frozenset(spec.categorical)
+    columns = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if name in numeric and pa.types.is_floating(column.type):
+            columns[name] = column.to_numpy()  # nulls are NaN
+        elif name in numeric and pa.types.is_integer(column.type):
+            columns[name] = column.cast(pa.float64(), safe=False).to_numpy()
+        elif name in categorical and pa.types.is_dictionary(column.type) and _is_text(column.type.value_type):
+            columns[name] = _distinct(column.cast(column.type.value_type))
+        elif name in categorical and _is_text(column.type):
+            columns[name] = _distinct(column)
+        else:
+            columns[name] = column.to_pylist()
+    return check_columns(columns, spec, max_records)
+
+
+def _is_text(type_: pa.DataType) -> bool:
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_string_view(type_)
+
+
+def _distinct(column: pa.ChunkedArray) -> Distinct:
+    encoded: Any = column.dictionary_encode(null_encoding="encode").combine_chunks()  # a null is a distinct value
+    return Distinct(encoded.dictionary.to_pylist(), encoded.indices.to_numpy())
 
 
 def arrow_bytes(scored: np.ndarray) -> bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,23 @@ ID_MAX_LENGTH = 200  # the scoring log's record_id column
 REQUIRED = "Field required"
 _PLAIN_NUMBERS = frozenset({int, float, type(None)})
 _TEXTS = frozenset({str, type(None)})
+_category = lru_cache(maxsize=16384)(read_category)  # requests repeat a few values: each is read once per process
+
+
+@dataclass(frozen=True)
+class Distinct:
+    """A column as its distinct values and, per record, the position of its value among them: how an Arrow
+    dictionary encoding hands over a text column, so that each distinct value is read once and the records are
+    filled by one `take`."""
+
+    values: list[Any]
+    codes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.values[self.codes[index]]
 
 
 @dataclass(frozen=True)
@@ -54,7 +72,10 @@ def input_fields(spec: DatasetSpec) -> list[str]:
 
 
 def read_columns(columns: Mapping[str, Sequence[Any]], size: int, spec: DatasetSpec) -> Checked:
-    """Read `size` records given as raw values per field (absent fields are missing); see the module docstring."""
+    """Read `size` records given as raw values per field (absent fields are missing); see the module docstring.
+
+    Besides lists, a numeric feature may come as a float array and a category as `Distinct` (both from Arrow).
+    """
     rows = np.zeros(size, dtype=rows_dtype(spec))  # np.empty initialises object fields 15x slower
     issues: list[Issue] = []
     for name in spec.numeric:
@@ -96,13 +117,16 @@ def _read_numbers(values: Sequence[Any] | None, size: int, spec: DatasetSpec, na
 
 
 def _plain_numbers(values: Sequence[Any]) -> np.ndarray | None:
-    """JSON numbers and nulls as floats without parsing each one (booleans excluded); None when some value needs
-    `read_number`'s verdict: text, or a number too large to be finite (JSON's 1e400)."""
-    if not set(map(type, values)) <= _PLAIN_NUMBERS:
-        return None
-    try:
-        numbers = np.array(values, dtype=np.float64)
-    except OverflowError:
+    """Numbers and nulls (JSON's, or a float array) as floats without parsing each one (booleans excluded); None
+    when some value needs `read_number`'s verdict: text, or a number too large to be finite (JSON's 1e400)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        numbers = values.astype(np.float64, copy=False)
+    elif set(map(type, values)) <= _PLAIN_NUMBERS:
+        try:
+            numbers = np.array(values, dtype=np.float64)
+        except OverflowError:
+            return None
+    else:
         return None
     return None if np.isinf(numbers).any() else numbers
 
@@ -134,8 +158,11 @@ def _read_categories(
     out = np.full(size, None, dtype=object)
     if values is None:
         return out, []
+    if isinstance(values, Distinct) and set(map(type, values.values)) <= _TEXTS:
+        categories = np.array([_category(value, allowed) for value in values.values], dtype=object)
+        return categories[values.codes], []
     if set(map(type, values)) <= _TEXTS:  # the usual request: each distinct value read once, no per-record checks
-        categories = {value: read_category(value, allowed) for value in set(values)}
+        categories = {value: _category(value, allowed) for value in set(values)}
         out[:] = list(map(categories.__getitem__, values))
         return out, []
     issues: list[Issue] = []

@@ -1,8 +1,12 @@
 """The scoring log, written off the request path: a bounded in-memory queue drained by one writer thread.
 
 Guarantee: a 200 from `/score` means its rows are queued. The writer commits everything queued in one
-transaction, a batch per request (`RecordStore.log_scores`: SQLite WAL with synchronous=FULL, or PostgreSQL),
-so rows reach the database within about one transaction's time when the store is healthy. On a graceful stop
+transaction, a batch per request (`RecordStore.insert_batches`: SQLite WAL with synchronous=FULL, or PostgreSQL),
+at most once per `commit_interval` (20 ms): under load, one commit carries many requests, so a request pays a share
+of a commit's overhead instead of a whole one. Rows reach the database within that interval plus one transaction
+when the store is healthy. The request thread builds each request's row (`ScoredBatch.as_row`): it holds the GIL
+for that work anyway, while the same work in the writer thread made the request thread queue for the GIL (on a
+1,000-record `/score/arrow` call, 0.85 ms of latency for 0.3 ms of work). On a graceful stop
 (SIGTERM, Ctrl-C) the queue is drained before the process exits. When the store fails, the writer keeps the rows
 and retries with back-off; the queue fills, and once it holds `max_rows` rows `/score` answers 503 instead of
 accepting rows it could not keep. What can be lost is only what was queued when the process died without a
@@ -15,8 +19,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,13 +30,6 @@ from scoreloop.spec import DatasetSpec
 from scoreloop.store import RecordStore, ScoredBatch
 
 logger = logging.getLogger("scoreloop.serving")
-
-
-@dataclass(frozen=True)
-class _Entry:
-    rows: np.ndarray
-    scored: np.ndarray
-    scored_at: datetime
 
 
 class ScoreLog:
@@ -45,14 +42,16 @@ class ScoreLog:
         *,
         max_rows: int,
         wait_seconds: float = 5.0,
+        commit_interval: float = 0.02,
         on_failure: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.spec = spec
         self.max_rows = max_rows
         self.wait_seconds = wait_seconds
+        self.commit_interval = commit_interval
         self.on_failure = on_failure
-        self._entries: list[_Entry] = []
+        self._entries: list[dict[str, Any]] = []  # `ScoredBatch.as_row()` rows
         self._pending = 0  # rows queued or being written
         self._closing = False
         self._changed = threading.Condition()
@@ -63,7 +62,7 @@ class ScoreLog:
         """Queue scored rows; blocks while the queue is full, and raises a 503 after `wait_seconds` of that."""
         if len(rows) == 0:
             return
-        entry = _Entry(rows, scored, datetime.now(UTC).replace(tzinfo=None))
+        entry = scored_batch(self.spec, rows, scored, scored_at=datetime.now(UTC).replace(tzinfo=None)).as_row()
         with self._changed:
             if self._closing:
                 raise ServiceUnavailable("the server is stopping")
@@ -93,7 +92,7 @@ class ScoreLog:
 
     def _run(self) -> None:
         delay = 0.1
-        entries: list[_Entry] = []
+        entries: list[dict[str, Any]] = []
         while True:
             with self._changed:
                 if not entries:
@@ -115,14 +114,15 @@ class ScoreLog:
             with self._changed:
                 self._pending -= self._count(entries)
                 self._changed.notify_all()
+                self._changed.wait_for(lambda: self._closing, self.commit_interval)
             entries = []
 
     @staticmethod
-    def _count(entries: list[_Entry]) -> int:
-        return sum(len(entry.rows) for entry in entries)
+    def _count(entries: list[dict[str, Any]]) -> int:
+        return sum(entry["rows"] for entry in entries)
 
-    def _write(self, entries: list[_Entry]) -> None:
-        self.store.log_scores(scored_batch(self.spec, e.rows, e.scored, scored_at=e.scored_at) for e in entries)
+    def _write(self, entries: list[dict[str, Any]]) -> None:
+        self.store.insert_batches(entries)
 
 
 def scored_batch(

@@ -64,3 +64,17 @@ def test_a_failing_store_is_retried_counted_and_never_silently_dropped(tmp_path:
     assert store.count() == 1000
     with pytest.raises(ServiceUnavailable, match="stopping"):
         log.submit(*batch(1, "late"))
+
+
+def test_requests_arriving_together_share_a_commit(tmp_path: Path) -> None:
+    """Group commit: the writer commits at most once per interval, so a burst of requests costs a few
+    transactions, each request still its own logged batch."""
+    store = RecordStore(f"sqlite:///{tmp_path / 'records.db'}")
+    commits: list[int] = []
+    sa.event.listen(store.engine, "commit", lambda connection: commits.append(1))
+    log = ScoreLog(store, SPEC, max_rows=1000, commit_interval=0.5)
+    for i in range(20):
+        log.submit(*batch(5, f"r{i}-"))
+    log.close()
+    assert store.count() == 100
+    assert len(commits) <= 3
