@@ -1,6 +1,7 @@
 """Serving speed, one command, one model: raw in-process CatBoost, the served /score at batch 1/100/1000 (and
-/score/columns and /score/arrow at 1000), and `mlflow models serve --env-manager local` on the same registered
-version; then where a /score call spends its time.
+/score/columns and /score/arrow at 1000), a no-op BentoML route given the same Arrow body (the floor), and `mlflow
+models serve --env-manager local` on the same registered version; then where a /score and a /score/arrow call spend
+their time.
 
     .venv/bin/python -m benchmarks.serving [--home HOME] [--requests 2000]
 
@@ -27,11 +28,14 @@ from scoreloop.model import model_frame
 from scoreloop.settings import Settings
 from scoreloop.store import ipc_bytes
 from scoreloop.tracking import load_registered
-from serving.arrow import ARROW_STREAM
+from serving.arrow import ARROW_STREAM, arrow_bytes, read_arrow
+from serving.records import field_counts
 from serving.schema import check_records
+from serving.scorelog import scored_batch
 from serving.scoring import model_pool, records_json, score_rows
 
 BATCHES = (1, 100, 1000)
+FLOOR = "no-op BentoML route (floor)"
 
 
 def main() -> None:
@@ -58,6 +62,11 @@ def main() -> None:
         rows.append(measure_http("bentoml /score/columns", port, "/score/columns", columns, 1000, counts[1000]))
         arrow = ipc_bytes(pa.Table.from_pandas(pd.DataFrame(records), preserve_index=False))  # as a pandas client
         rows.append(measure_http("bentoml /score/arrow", port, "/score/arrow", arrow, 1000, counts[1000], ARROW_STREAM))
+    noop_port = free_port()
+    noop = [sys.executable, "-m", "bentoml", "serve", "benchmarks.noop_service:Noop", "--port", str(noop_port),
+            "--working-dir", str(Path(__file__).resolve().parent.parent)]  # fmt: skip
+    with started(noop, noop_port, "/readyz", server_env(BENTOML_HOME=str(home / "bentoml")), home / "bench-noop.log"):
+        rows.append(measure_http(FLOOR, noop_port, "/noop", arrow, 1000, counts[1000], ARROW_STREAM))
     mlflow_port = free_port()
     mlflow_serve = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{settings.model_name}@champion",
                     "--env-manager", "local", "-p", str(mlflow_port), "-w", "1"]  # fmt: skip
@@ -68,7 +77,7 @@ def main() -> None:
             body = mlflow_body(model_frame(frame.head(size), model.spec))
             rows.append(measure_http("mlflow models serve", mlflow_port, "/invocations", body, size, counts[size]))
     print_table(rows)
-    print_breakdown(model, records)
+    print_breakdown(model, records, arrow, rows)
 
 
 def measure_raw(model, frame: pd.DataFrame, size: int, count: int) -> dict:
@@ -126,29 +135,49 @@ def print_table(rows: list[dict]) -> None:
               f"| {row['rows_s']:,.0f} | {row['rows_s'] / raw:.0%} | {versus} |")  # fmt: skip
 
 
-def print_breakdown(model, records: list[dict]) -> None:
-    """Where a 1,000-record /score call spends its time inside the service, step by step (median of 50 runs)."""
+def print_breakdown(model, records: list[dict], arrow: bytes, rows: list[dict]) -> None:
+    """Where a 1,000-record call spends its time inside the service, step by step (median of 50 runs), for /score
+    (JSON) and /score/arrow; then the floor plus /score/arrow's steps against the raw predict_proba."""
     body = records_body(records)
-    steps: dict[str, Callable[[], object]] = {}
-    steps["JSON decoding"] = lambda: json.loads(body)
-    steps["validation + coercion (check_records)"] = lambda: check_records(records, model.spec, len(records))
-    rows = check_records(records, model.spec, len(records))
-    steps["CatBoost pool building"] = lambda: model_pool(rows, model.spec)
-    pool = model_pool(rows, model.spec)
-    steps["predict_proba"] = lambda: model.classifier.predict_proba(pool)
-    steps["score + tier (score_rows, incl. the two above)"] = lambda: score_rows(model, rows)
-    scored = score_rows(model, rows)
-    steps["response encoding"] = lambda: records_json(scored)
-    print(f"\nin-process steps of one /score call with {len(records)} records (median of 50):")
-    print("| step | ms |")
-    print("|---|---:|")
-    for name, step in steps.items():
-        times = []
-        for _ in range(50):
-            began = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - began)
-        print(f"| {name} | {np.median(times) * 1000:.2f} |")
+    checked = check_records(records, model.spec, len(records))
+    pool = model_pool(checked, model.spec)
+    scored = score_rows(model, checked)
+    json_steps: dict[str, Callable[[], object]] = {
+        "JSON decoding": lambda: json.loads(body),
+        "validation + coercion (check_records)": lambda: check_records(records, model.spec, len(records)),
+        "CatBoost pool building": lambda: model_pool(checked, model.spec),
+        "predict_proba": lambda: model.classifier.predict_proba(pool),
+        "score + tier (score_rows, incl. the two above)": lambda: score_rows(model, checked),
+        "response encoding": lambda: records_json(scored),
+    }
+    arrow_steps: dict[str, Callable[[], object]] = {
+        "decoding + validation + coercion (read_arrow)": lambda: read_arrow(arrow, model.spec, len(records)),
+        "pool + predict_proba + score + tier (score_rows)": lambda: score_rows(model, checked),
+        "missing/unseen counts for /metrics (field_counts)": lambda: field_counts(checked, model.spec),
+        "scoring-log row (ScoredBatch.as_row)": lambda: scored_batch(model.spec, checked, scored).as_row(),
+        "response encoding (arrow_bytes)": lambda: arrow_bytes(scored),
+    }
+    for route, steps in (("/score", json_steps), ("/score/arrow", arrow_steps)):
+        print(f"\nin-process steps of one {route} call with {len(records)} records (median of 50):")
+        print("| step | ms |")
+        print("|---|---:|")
+        for name, step in steps.items():
+            print(f"| {name} | {median_ms(step):.2f} |")
+    work = sum(map(median_ms, arrow_steps.values()))
+    by = {(row["path"], row["batch"]): row for row in rows}
+    floor, raw = by[(FLOOR, 1000)]["p50_ms"], 1000 / by[("raw predict_proba", 1000)]["rows_s"] * 1000
+    best = work + floor
+    print(f"\n/score/arrow's in-process steps {work:.2f} ms + the no-op route's p50 {floor:.2f} ms = {best:.2f} ms per "
+          f"1,000 records at best: {raw / best:.0%} of raw predict_proba ({raw:.2f} ms)")  # fmt: skip
+
+
+def median_ms(step: Callable[[], object]) -> float:
+    times = []
+    for _ in range(50):
+        began = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - began)
+    return float(np.median(times)) * 1000
 
 
 if __name__ == "__main__":
