@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,6 @@ ID_MAX_LENGTH = 200  # the scoring log's record_id column
 REQUIRED = "Field required"
 _PLAIN_NUMBERS = frozenset({int, float, type(None)})
 _TEXTS = frozenset({str, type(None)})
-_category = lru_cache(maxsize=16384)(read_category)  # requests repeat a few values: each is read once per process
 
 
 @dataclass(frozen=True)
@@ -159,10 +157,10 @@ def _read_categories(
     if values is None:
         return out, []
     if isinstance(values, Distinct) and set(map(type, values.values)) <= _TEXTS:
-        categories = np.array([_category(value, allowed) for value in values.values], dtype=object)
+        categories = np.array([read_category(value, allowed) for value in values.values], dtype=object)
         return categories[values.codes], []
     if set(map(type, values)) <= _TEXTS:  # the usual request: each distinct value read once, no per-record checks
-        categories = {value: _category(value, allowed) for value in set(values)}
+        categories = {value: read_category(value, allowed) for value in set(values)}
         out[:] = list(map(categories.__getitem__, values))
         return out, []
     issues: list[Issue] = []
