@@ -50,7 +50,7 @@ def read_arrow(body: bytes, spec: DatasetSpec, max_records: int) -> np.ndarray:
 
 
 def _is_text(type_: pa.DataType) -> bool:
-    return pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_string_view(type_)
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_)  # string_view encodes a null as ""
 
 
 def _distinct(column: pa.ChunkedArray) -> Distinct:

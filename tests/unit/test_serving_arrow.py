@@ -35,7 +35,7 @@ def same_rows(left: np.ndarray, right: np.ndarray) -> bool:
 
 @pytest.mark.parametrize(
     "industry",
-    [pa.string(), pa.large_string(), pa.dictionary(pa.int8(), pa.string())],
+    [pa.string(), pa.large_string(), pa.string_view(), pa.dictionary(pa.int8(), pa.string())],
 )
 def test_typed_columns_read_as_the_same_records_in_json(industry: pa.DataType) -> None:
     columns = {
@@ -49,11 +49,13 @@ def test_typed_columns_read_as_the_same_records_in_json(industry: pa.DataType) -
     assert rows["industry"].tolist() == ["saas", "retail", "quantum_farming", "saas"]
 
 
-def test_text_in_a_numeric_feature_and_nulls_in_a_category_take_the_value_by_value_path() -> None:
-    columns = {"industry": pa.array(["saas", None, "n/a"]), "employees": pa.array(["1,200", "N/A", None])}
+@pytest.mark.parametrize("text", [pa.string(), pa.large_string(), pa.string_view()])
+def test_text_in_a_numeric_feature_is_parsed_and_a_missing_category_is_reported_as_sent(text: pa.DataType) -> None:
+    columns = {"industry": pa.array(["saas", None, "n/a"], text), "employees": pa.array(["1,200", "N/A", None], text)}
     with pytest.raises(ValidationError) as info:
         read_arrow(stream(columns), SPEC, max_records=10)
-    assert [error["loc"] for error in info.value.errors()] == [("industry", 1), ("industry", 2)]  # required
+    found = info.value.errors()
+    assert [(error["loc"], error["input"]) for error in found] == [(("industry", 1), None), (("industry", 2), "n/a")]
     rows = read_arrow(stream({**columns, "industry": pa.array(["saas"] * 3)}), SPEC, max_records=10)
     assert rows["employees"][0] == 1200 and np.isnan(rows["employees"][1:]).all()
 
