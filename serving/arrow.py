@@ -12,6 +12,7 @@ column (text in a numeric feature, ids, nested values) is read value by value, a
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,8 @@ def read_arrow(body: bytes, spec: DatasetSpec, max_records: int) -> np.ndarray:
     except (pa.ArrowInvalid, OSError) as exc:
         raise request_error((), f"expected an Arrow IPC stream ({ARROW_STREAM}): {exc}") from None
     check_size(table.num_rows, max_records)
+    if repeated := sorted(name for name, count in Counter(table.column_names).items() if count > 1):
+        raise request_error((repeated[0],), "appears more than once in the stream: one column per field")
     numeric, categorical = frozenset(spec.numeric), frozenset(spec.categorical)
     columns = {}
     for name, column in zip(table.column_names, table.columns, strict=True):

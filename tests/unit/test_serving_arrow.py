@@ -76,3 +76,10 @@ def test_a_bad_typed_value_names_the_field_and_index(values: pa.Array, index: in
 def test_an_empty_stream_is_an_empty_batch() -> None:
     columns = {"industry": pa.array([], pa.string()), "employees": pa.array([], pa.float64())}
     assert len(read_arrow(stream(columns), SPEC, max_records=10)) == 0
+
+
+def test_a_field_sent_twice_is_refused_rather_than_one_copy_dropped() -> None:
+    table = pa.Table.from_arrays([pa.array(["saas"]), pa.array(["retail"])], names=["industry", "industry"])
+    with pytest.raises(ValidationError) as info:
+        read_arrow(ipc_bytes(table), SPEC, max_records=10)
+    assert info.value.errors()[0]["loc"] == ("industry",) and "more than once" in info.value.errors()[0]["msg"]
