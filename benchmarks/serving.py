@@ -157,13 +157,15 @@ def print_breakdown(model, records: list[dict], arrow: bytes, rows: list[dict]) 
         "scoring-log row (ScoredBatch.as_row)": lambda: scored_batch(model.spec, checked, scored).as_row(),
         "response encoding (arrow_bytes)": lambda: arrow_bytes(scored),
     }
+    medians = {}
     for route, steps in (("/score", json_steps), ("/score/arrow", arrow_steps)):
+        medians[route] = {name: median_ms(step) for name, step in steps.items()}
         print(f"\nin-process steps of one {route} call with {len(records)} records (median of 50):")
         print("| step | ms |")
         print("|---|---:|")
-        for name, step in steps.items():
-            print(f"| {name} | {median_ms(step):.2f} |")
-    work = sum(map(median_ms, arrow_steps.values()))
+        for name, ms in medians[route].items():
+            print(f"| {name} | {ms:.2f} |")
+    work = sum(medians["/score/arrow"].values())
     by = {(row["path"], row["batch"]): row for row in rows}
     floor, raw = by[(FLOOR, 1000)]["p50_ms"], by[("raw predict_proba", 1000)]["p50_ms"]  # a stall moves no median
     best = work + floor

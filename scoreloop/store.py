@@ -152,8 +152,8 @@ class RecordStore:
         return self.insert_batches([batch.as_row() for batch in batches if len(batch)])
 
     def insert_batches(self, rows: list[dict[str, Any]]) -> int:
-        """Append `ScoredBatch.as_row()` rows in one transaction (the server builds them where it has the GIL
-        anyway, its request thread); returns the number of records logged."""
+        """Append rows already built by `ScoredBatch.as_row()` in one transaction (the scoring log builds them on the
+        request thread, see `serving.scorelog`); returns the number of records logged."""
         if rows:
             with self.engine.begin() as connection:
                 connection.execute(SCORE_BATCHES.insert(), rows)
