@@ -22,7 +22,7 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP) ## Create .venv from the lock file and install scoreloop into it
 
 demo: $(STAMP) ## Run the whole loop on the embedded synthetic data
-	$(BIN)/python -m scoreloop.demo
+	$(BIN)/python -m scoreloop.cli.demo
 
 test: $(STAMP) ## Run the whole test suite (unit + integration)
 	$(BIN)/python -m pytest -q
@@ -30,8 +30,9 @@ test: $(STAMP) ## Run the whole test suite (unit + integration)
 test-fast: $(STAMP) ## Run the unit tests only
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: $(STAMP) ## ruff check
+lint: $(STAMP) ## ruff, and the import layers (pyproject's [tool.importlinter]) on the package as installed
 	$(BIN)/ruff check .
+	$(BIN)/python -m tests.layers
 
 lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -c lock-constraints.txt -o requirements.lock

@@ -28,8 +28,8 @@ from benchmarks.served import (
     started,
     trained_home,
 )
-from scoreloop.settings import Settings
-from scoreloop.tracking import load_registered
+from scoreloop.core.settings import Settings
+from scoreloop.core.tracking import load_registered
 
 
 def main() -> None:

@@ -24,15 +24,15 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from monitoring.drift import build_drift_report
-from monitoring.metrics import labelled_quality, psi
-from monitoring.monitor import Window, monitor_period
-from monitoring.simulate import lead_spec, log_outcomes, log_scored
-from scoreloop.model import fit_card_scale, to_scores, to_tiers
-from scoreloop.policy import work_plan
-from scoreloop.settings import Settings
-from scoreloop.store import RecordStore
-from scoreloop.synthetic import WorldConfig, generate_leads
+from scoreloop.core.model import fit_card_scale, to_scores, to_tiers
+from scoreloop.core.policy import work_plan
+from scoreloop.core.settings import Settings
+from scoreloop.core.store import RecordStore
+from scoreloop.core.synthetic import WorldConfig, generate_leads
+from scoreloop.loop.simulate import lead_spec, log_outcomes, log_scored
+from scoreloop.monitoring.drift import build_drift_report
+from scoreloop.monitoring.metrics import labelled_quality, psi
+from scoreloop.monitoring.monitor import Window, monitor_period
 
 CHUNK = 100_000
 

@@ -24,15 +24,15 @@ import pandas as pd
 import pyarrow as pa
 
 from benchmarks.served import Client, free_port, percentiles_ms, records_body, server_env, started, trained_home
-from scoreloop.model import model_frame
-from scoreloop.settings import Settings
-from scoreloop.store import ipc_bytes
-from scoreloop.tracking import load_registered
-from serving.arrow import ARROW_STREAM, arrow_bytes, read_arrow
-from serving.records import field_counts
-from serving.schema import check_records
-from serving.scorelog import scored_batch
-from serving.scoring import model_pool, records_json, score_rows
+from scoreloop.core.model import model_frame
+from scoreloop.core.settings import Settings
+from scoreloop.core.store import ipc_bytes
+from scoreloop.core.tracking import load_registered
+from scoreloop.serving.arrow import ARROW_STREAM, arrow_bytes, read_arrow
+from scoreloop.serving.records import field_counts
+from scoreloop.serving.schema import check_records
+from scoreloop.serving.scorelog import scored_batch
+from scoreloop.serving.scoring import model_pool, records_json, score_rows
 
 BATCHES = (1, 100, 1000)
 FLOOR = "no-op BentoML route (floor)"

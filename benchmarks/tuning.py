@@ -23,15 +23,15 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from scoreloop.coerce import coerce_frame
-from scoreloop.infer import infer_spec
-from scoreloop.model import make_pool, model_frame
-from scoreloop.settings import Settings
-from scoreloop.spec import DatasetSpec
-from scoreloop.synthetic import WorldConfig, generate_leads
-from scoreloop.tracking import configure
-from training.split import Split, time_split
-from training.tune import TuningData, TuningResult, fit_catboost, start_worker_server, tune
+from scoreloop.core.coerce import coerce_frame
+from scoreloop.core.infer import infer_spec
+from scoreloop.core.model import make_pool, model_frame
+from scoreloop.core.settings import Settings
+from scoreloop.core.spec import DatasetSpec
+from scoreloop.core.synthetic import WorldConfig, generate_leads
+from scoreloop.core.tracking import configure
+from scoreloop.training.split import Split, time_split
+from scoreloop.training.tune import TuningData, TuningResult, fit_catboost, start_worker_server, tune
 
 ADULT_COLUMNS = [
     "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation", "relationship",
@@ -82,8 +82,8 @@ def holdout_aucs(best: optuna.trial.FrozenTrial, split: Split, spec: DatasetSpec
     """Holdout AUC of the tuned parameters refit on train+valid (as training does) and of the two baselines."""
     # Imported here, not at the top: the worker server re-imports this module (multiprocessing's `__main__`) and
     # should import only what `scoreloop train`'s does (scikit-learn alone takes seconds).
-    from training.baselines import fit_baselines
-    from training.metrics import evaluate
+    from scoreloop.training.baselines import fit_baselines
+    from scoreloop.training.metrics import evaluate
 
     refit = pd.concat([split.train, split.valid])
     iterations = best.user_attrs["best_iteration"] + 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scoreloop.settings import MonitorSettings
+from scoreloop.core.settings import MonitorSettings
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from evidently import BinaryClassification, DataDefinition, Dataset, Report
 from evidently.metrics import ValueDrift
 from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
 
-from scoreloop.model import model_frame
-from scoreloop.spec import DatasetSpec
+from scoreloop.core.model import model_frame
+from scoreloop.core.spec import DatasetSpec
 
 
 @dataclass(frozen=True)

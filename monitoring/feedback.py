@@ -16,14 +16,14 @@ import json
 import numpy as np
 import pandas as pd
 
-from monitoring.metrics import band_coverage, calibration_error, calibration_table, psi, roc_auc
-from monitoring.monitor import log_monitoring_run
-from monitoring.pages import new_figure, new_report_dir, png, table, write_index, write_report
-from scoreloop.model import ScoringModel
-from scoreloop.policy import EXPLOIT, EXPLORE, ipw_weights
-from scoreloop.settings import Settings
-from scoreloop.store import RecordStore
-from scoreloop.tracking import configure, load_version
+from scoreloop.core.model import ScoringModel
+from scoreloop.core.pages import new_figure, new_report_dir, png, table, write_index, write_report
+from scoreloop.core.policy import EXPLOIT, EXPLORE, ipw_weights
+from scoreloop.core.settings import Settings
+from scoreloop.core.store import RecordStore
+from scoreloop.core.tracking import configure, load_version
+from scoreloop.monitoring.metrics import band_coverage, calibration_error, calibration_table, psi, roc_auc
+from scoreloop.monitoring.monitor import log_monitoring_run
 
 SAMPLE_ROWS = 5000  # latest scored records every version re-scores for the between-version comparison
 

@@ -19,18 +19,18 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from monitoring.checks import Check, judge, status
-from monitoring.drift import DriftSummary, QualitySummary, build_drift_report, build_quality_report
-from monitoring.metrics import calibration_table, feature_quality, labelled_quality, psi, tier_quality
-from monitoring.pages import badge, new_figure, new_report_dir, png, table, write_index, write_report
-from scoreloop.coerce import coerce_frame, missing_columns
-from scoreloop.ingest import read_raw
-from scoreloop.model import LOWEST_TIER, ModelCard
-from scoreloop.policy import ipw_weights
-from scoreloop.settings import Settings
-from scoreloop.spec import DatasetSpec
-from scoreloop.store import RecordStore
-from scoreloop.tracking import CHAMPION, configure, load_version, version_by_alias
+from scoreloop.core.coerce import coerce_frame, missing_columns
+from scoreloop.core.ingest import read_raw
+from scoreloop.core.model import LOWEST_TIER, ModelCard
+from scoreloop.core.pages import badge, new_figure, new_report_dir, png, table, write_index, write_report
+from scoreloop.core.policy import ipw_weights
+from scoreloop.core.settings import Settings
+from scoreloop.core.spec import DatasetSpec
+from scoreloop.core.store import RecordStore
+from scoreloop.core.tracking import CHAMPION, configure, load_version, version_by_alias
+from scoreloop.monitoring.checks import Check, judge, status
+from scoreloop.monitoring.drift import DriftSummary, QualitySummary, build_drift_report, build_quality_report
+from scoreloop.monitoring.metrics import calibration_table, feature_quality, labelled_quality, psi, tier_quality
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """`python -m scoreloop` runs the CLI."""
 
-from scoreloop.cli import run
+from scoreloop.cli.main import run
 
 run()

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from scoreloop.spec import DatasetSpec
-from scoreloop.store import ipc_bytes, ipc_table
-from serving.records import Distinct
-from serving.schema import check_columns, check_size, request_error
+from scoreloop.core.spec import DatasetSpec
+from scoreloop.core.store import ipc_bytes, ipc_table
+from scoreloop.serving.records import Distinct
+from scoreloop.serving.schema import check_columns, check_size, request_error
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 BYTES_PER_RECORD = 16 * 1024  # a body above this per allowed record is refused (413) before it is read whole

@@ -18,15 +18,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scoreloop.coerce import Issue
-from scoreloop.ingest import RAW_LINE, REASON, RECORD, quarantine_path, read_csv_chunks
-from scoreloop.model import ScoringModel
-from scoreloop.policy import work_plan
-from scoreloop.settings import PolicySettings
-from scoreloop.store import RecordStore
-from serving.records import read_frame
-from serving.scorelog import scored_batch
-from serving.scoring import score_rows
+from scoreloop.core.coerce import Issue
+from scoreloop.core.ingest import RAW_LINE, REASON, RECORD, quarantine_path, read_csv_chunks
+from scoreloop.core.model import ScoringModel
+from scoreloop.core.policy import work_plan
+from scoreloop.core.settings import PolicySettings
+from scoreloop.core.store import RecordStore
+from scoreloop.serving.records import read_frame
+from scoreloop.serving.scorelog import scored_batch
+from scoreloop.serving.scoring import score_rows
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")

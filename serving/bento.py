@@ -14,14 +14,16 @@ from typing import Any
 
 from mlflow import MlflowClient
 
-from scoreloop.model import ScoringModel, load_scoring_model
-from scoreloop.settings import Settings
-from scoreloop.tracking import CHAMPION, configure, download_model, version_by_alias
+import scoreloop
+from scoreloop.core.model import ScoringModel, load_scoring_model
+from scoreloop.core.settings import Settings
+from scoreloop.core.tracking import CHAMPION, configure, download_model, version_by_alias
 
 MODEL_TAG_ENV = "SCORELOOP_BENTO_MODEL"
 MLFLOW_DIR = "mlflow_model"  # where bentoml.mlflow.import_model puts the MLflow model inside a BentoML model
-SERVICE = "serving.service:Scorer"
+SERVICE = "scoreloop.serving.service:Scorer"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(scoreloop.__file__).resolve().parent  # the core, wherever the stages are installed from
 
 
 def bentoml_env(settings: Settings, tag: str) -> dict[str, str]:
@@ -136,5 +138,18 @@ def serve(settings: Settings, host: str, port: int) -> int:
 def build(settings: Settings) -> int:
     """Import the champion and `bentoml build` a bento holding it (bentofile.yaml); returns the exit code."""
     tag = import_champion(settings)
-    command = [sys.executable, "-m", "bentoml", "build", "--bentofile", "bentofile.yaml", "."]
-    return subprocess.call(command, env=bentoml_env(settings, tag), cwd=PROJECT_ROOT)
+    with tempfile.TemporaryDirectory() as context:
+        stage_build_context(Path(context))
+        command = [sys.executable, "-m", "bentoml", "build", "--bentofile", "bentofile.yaml", "."]
+        return subprocess.call(command, env=bentoml_env(settings, tag), cwd=context)
+
+
+def stage_build_context(context: Path) -> None:
+    """The serving code laid out as the installed package imports it (the repository keeps `serving/` at its top
+    level), beside the bentofile and the serving requirements."""
+    package = context / "scoreloop"
+    shutil.copytree(PACKAGE_ROOT / "core", package / "core", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(__file__).parent, package / "serving", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(PACKAGE_ROOT / "__init__.py", package / "__init__.py")
+    for name in ("bentofile.yaml", "requirements.serving.txt"):
+        shutil.copy2(PROJECT_ROOT / name, context / name)

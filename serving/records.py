@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scoreloop.coerce import MISSING_TOKENS, Issue, is_missing, read_category, read_number
-from scoreloop.spec import DatasetSpec
+from scoreloop.core.coerce import MISSING_TOKENS, Issue, is_missing, read_category, read_number
+from scoreloop.core.spec import DatasetSpec
 
 ID_MAX_LENGTH = 200  # the scoring log's record_id column
 REQUIRED = "Field required"

@@ -18,9 +18,9 @@ from bentoml.exceptions import BentoMLException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from scoreloop.coerce import Issue
-from scoreloop.spec import DatasetSpec, Range
-from serving.records import REQUIRED, id_problem, input_fields, json_type, read_columns
+from scoreloop.core.coerce import Issue
+from scoreloop.core.spec import DatasetSpec, Range
+from scoreloop.serving.records import REQUIRED, id_problem, input_fields, json_type, read_columns
 
 Loc = tuple[int | str, ...]
 

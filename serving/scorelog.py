@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from bentoml.exceptions import ServiceUnavailable
 
-from scoreloop.spec import DatasetSpec
-from scoreloop.store import RecordStore, ScoredBatch
+from scoreloop.core.spec import DatasetSpec
+from scoreloop.core.store import RecordStore, ScoredBatch
 
 logger = logging.getLogger("scoreloop.serving")
 

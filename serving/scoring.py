@@ -2,7 +2,7 @@
 
 Rows are the structured arrays of `serving.records`. CatBoost reads them as `FeaturesData` (a float32 block and a
 category block), which skips building a DataFrame: on 1,000 rows that is ~0.7 ms instead of ~3 ms, with identical
-probabilities. The score scale and tiers are the card's, applied by `scoreloop.model`.
+probabilities. The score scale and tiers are the card's, applied by `scoreloop.core.model`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from catboost import FeaturesData, Pool
 
-from scoreloop.coerce import MISSING_CATEGORY
-from scoreloop.model import ScoringModel, make_pool, to_scores, to_tiers
-from scoreloop.spec import DatasetSpec
+from scoreloop.core.coerce import MISSING_CATEGORY
+from scoreloop.core.model import ScoringModel, make_pool, to_scores, to_tiers
+from scoreloop.core.spec import DatasetSpec
 
 SCORED_DTYPE = np.dtype(
     [("id", object), ("probability", np.float64), ("score", np.int64), ("tier", object), ("model", object),

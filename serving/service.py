@@ -32,13 +32,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from scoreloop.settings import Settings
-from scoreloop.store import Outcome as StoredOutcome
-from scoreloop.store import RecordStore
-from serving.arrow import ARROW_STREAM, BYTES_PER_RECORD, arrow_bytes, read_arrow
-from serving.bento import MODEL_TAG_ENV, load_verified
-from serving.records import field_counts
-from serving.schema import (
+from scoreloop.core.settings import Settings
+from scoreloop.core.store import Outcome as StoredOutcome
+from scoreloop.core.store import RecordStore
+from scoreloop.serving.arrow import ARROW_STREAM, BYTES_PER_RECORD, arrow_bytes, read_arrow
+from scoreloop.serving.bento import MODEL_TAG_ENV, load_verified
+from scoreloop.serving.records import field_counts
+from scoreloop.serving.schema import (
     Explained,
     Metadata,
     Outcome,
@@ -49,8 +49,8 @@ from serving.schema import (
     record_model,
     records_type,
 )
-from serving.scorelog import ScoreLog
-from serving.scoring import as_columns, explain_rows, records_json, score_rows
+from scoreloop.serving.scorelog import ScoreLog
+from scoreloop.serving.scoring import as_columns, explain_rows, records_json, score_rows
 
 FEEDBACK_ROUTE = "/feedback"
 

@@ -15,11 +15,11 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.preprocessing import OrdinalEncoder
 
-from scoreloop.model import make_pool, model_frame
-from scoreloop.settings import TrainSettings
-from scoreloop.spec import DatasetSpec
-from training.split import Split, slice_weights
-from training.tune import fit_catboost
+from scoreloop.core.model import make_pool, model_frame
+from scoreloop.core.settings import TrainSettings
+from scoreloop.core.spec import DatasetSpec
+from scoreloop.training.split import Split, slice_weights
+from scoreloop.training.tune import fit_catboost
 
 
 @dataclass(frozen=True)

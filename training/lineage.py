@@ -10,8 +10,8 @@ from pathlib import Path
 
 import mlflow
 
-from scoreloop.spec import DatasetSpec
-from training.split import Split
+from scoreloop.core.spec import DatasetSpec
+from scoreloop.training.split import Split
 
 LIBRARIES = ("catboost", "optuna", "mlflow", "scikit-learn", "pandas", "numpy")
 

@@ -21,10 +21,10 @@ from catboost import CatBoostClassifier
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
-from scoreloop.model import CARD_KEY, ModelCard, model_frame
-from scoreloop.settings import Settings
-from scoreloop.tracking import CHALLENGER, configure, unreachable_reason
-from training.tags import HOLDOUT_ARTIFACT, VERSION_TAG
+from scoreloop.core.model import CARD_KEY, ModelCard, model_frame
+from scoreloop.core.settings import Settings
+from scoreloop.core.tracking import CHALLENGER, configure, unreachable_reason
+from scoreloop.training.tags import HOLDOUT_ARTIFACT, VERSION_TAG
 
 RUN_FILE, MODEL_FILE, CARD_FILE, DECILES_FILE = "run.json", "model.cbm", "card.json", "deciles.parquet"
 ARTIFACTS = "artifacts"

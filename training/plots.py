@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from training.metrics import calibration_table
+from scoreloop.training.metrics import calibration_table
 
 SHAP_FEATURES = 15
 

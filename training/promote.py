@@ -16,11 +16,11 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from scoreloop.settings import GateSettings, Settings
-from scoreloop.tracking import CHALLENGER, CHAMPION, configure, load_version, one_line, version_by_alias
-from training.history import PROMOTED, REFUSED, ROLLED_BACK, champion_line, read_history, record_decision
-from training.metrics import evaluate, improvement
-from training.tags import HOLDOUT_ARTIFACT
+from scoreloop.core.settings import GateSettings, Settings
+from scoreloop.core.tracking import CHALLENGER, CHAMPION, configure, load_version, one_line, version_by_alias
+from scoreloop.training.history import PROMOTED, REFUSED, ROLLED_BACK, champion_line, read_history, record_decision
+from scoreloop.training.metrics import evaluate, improvement
+from scoreloop.training.tags import HOLDOUT_ARTIFACT
 
 ROLLED_BACK_TAG = "scoreloop.rolled_back"
 

@@ -10,9 +10,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from scoreloop.settings import Settings
-from scoreloop.tracking import configure, version_by_alias
-from training.tags import ROLE_TAG, STUDY_TAG, VERSION_TAG
+from scoreloop.core.settings import Settings
+from scoreloop.core.tracking import configure, version_by_alias
+from scoreloop.training.tags import ROLE_TAG, STUDY_TAG, VERSION_TAG
 
 STUDY_FILTER = f"tags.`{ROLE_TAG}` = 'study'"
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")

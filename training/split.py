@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scoreloop.spec import DatasetSpec
+from scoreloop.core.spec import DatasetSpec
 
 
 @dataclass(frozen=True)

@@ -18,20 +18,20 @@ from catboost import CatBoostClassifier
 from matplotlib.figure import Figure
 from mlflow.entities import RunStatus
 
-from scoreloop.coerce import coerce_frame
-from scoreloop.ingest import read_raw
-from scoreloop.model import ModelCard, fit_card_scale, make_pool, model_frame
-from scoreloop.settings import Settings, TrainSettings, redact
-from scoreloop.spec import DatasetSpec
-from scoreloop.tracking import configure, unreachable_reason
-from training import plots
-from training.baselines import Baseline, fit_baselines
-from training.lineage import log_lineage
-from training.metrics import decile_metrics, decile_table, evaluate
-from training.pending import ARTIFACTS, PendingRun, TrainResult, keep, log_pending
-from training.split import Split, slice_weights, time_split
-from training.tags import ROLE_TAG, STUDY_TAG
-from training.tune import TuningData, TuningResult, fit_catboost, start_worker_server, tune
+from scoreloop.core.coerce import coerce_frame
+from scoreloop.core.ingest import read_raw
+from scoreloop.core.model import ModelCard, fit_card_scale, make_pool, model_frame
+from scoreloop.core.settings import Settings, TrainSettings, redact
+from scoreloop.core.spec import DatasetSpec
+from scoreloop.core.tracking import configure, unreachable_reason
+from scoreloop.training import plots
+from scoreloop.training.baselines import Baseline, fit_baselines
+from scoreloop.training.lineage import log_lineage
+from scoreloop.training.metrics import decile_metrics, decile_table, evaluate
+from scoreloop.training.pending import ARTIFACTS, PendingRun, TrainResult, keep, log_pending
+from scoreloop.training.split import Split, slice_weights, time_split
+from scoreloop.training.tags import ROLE_TAG, STUDY_TAG
+from scoreloop.training.tune import TuningData, TuningResult, fit_catboost, start_worker_server, tune
 
 __all__ = ["TrainResult", "train", "train_rows"]
 

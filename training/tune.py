@@ -28,10 +28,10 @@ import optuna
 import pandas as pd
 from catboost import CatBoostClassifier, Pool
 
-from scoreloop.model import make_pool, model_frame
-from scoreloop.settings import SearchSpace, Settings, TrainSettings
-from scoreloop.spec import DatasetSpec
-from training.trial_runs import TrialRuns
+from scoreloop.core.model import make_pool, model_frame
+from scoreloop.core.settings import SearchSpace, Settings, TrainSettings
+from scoreloop.core.spec import DatasetSpec
+from scoreloop.training.trial_runs import TrialRuns
 
 OBJECTIVE_ATTR = "scoreloop.objective"
 PRUNING_METRIC = "AUC"

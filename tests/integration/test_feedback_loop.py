@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from monitoring.pages import read_summaries
-from monitoring.simulate import EVALUATION, CycleResult, SimulationConfig, lead_spec, policy_totals, run_simulation
-from scoreloop.policy import EXPLOIT, EXPLORE, SKIP
-from scoreloop.settings import PolicySettings, SearchSpace, Settings, TrainSettings
-from scoreloop.store import RecordStore
-from scoreloop.tracking import configure
+from scoreloop.core.pages import read_summaries
+from scoreloop.core.policy import EXPLOIT, EXPLORE, SKIP
+from scoreloop.core.settings import PolicySettings, SearchSpace, Settings, TrainSettings
+from scoreloop.core.store import RecordStore
+from scoreloop.core.tracking import configure
+from scoreloop.loop.simulate import EVALUATION, CycleResult, SimulationConfig, lead_spec, policy_totals, run_simulation
 from tests.integration.conftest import cli
 
 pytestmark = pytest.mark.slow

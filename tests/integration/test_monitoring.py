@@ -16,17 +16,17 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from monitoring.monitor import MonitorReport, Window, monitor_period
-from monitoring.pages import INDEX_HTML, read_summaries
-from monitoring.simulate import lead_spec, log_outcomes, log_scored
-from scoreloop.policy import work_plan
-from scoreloop.settings import SearchSpace, Settings, TrainSettings
-from scoreloop.store import Outcome, RecordStore
-from scoreloop.synthetic import ID_COLUMN, WorldConfig, generate_leads
-from scoreloop.tracking import configure, load_registered
+from scoreloop.core.pages import INDEX_HTML, read_summaries
+from scoreloop.core.policy import work_plan
+from scoreloop.core.settings import SearchSpace, Settings, TrainSettings
+from scoreloop.core.store import Outcome, RecordStore
+from scoreloop.core.synthetic import ID_COLUMN, WorldConfig, generate_leads
+from scoreloop.core.tracking import configure, load_registered
+from scoreloop.loop.simulate import lead_spec, log_outcomes, log_scored
+from scoreloop.monitoring.monitor import MonitorReport, Window, monitor_period
+from scoreloop.training.promote import promote
+from scoreloop.training.train import train_rows
 from tests.integration.conftest import cli
-from training.promote import promote
-from training.train import train_rows
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from scoreloop.store import RecordStore, ipc_bytes, ipc_table
-from serving.arrow import ARROW_STREAM, BYTES_PER_RECORD
+from scoreloop.core.store import RecordStore, ipc_bytes, ipc_table
+from scoreloop.serving.arrow import ARROW_STREAM, BYTES_PER_RECORD
 from tests.integration.conftest import cli
 
 pytestmark = pytest.mark.slow

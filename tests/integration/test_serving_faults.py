@@ -16,8 +16,8 @@ import httpx
 import psutil
 import pytest
 
-from scoreloop.store import RecordStore
-from serving.bento import PROJECT_ROOT
+from scoreloop.core.store import RecordStore
+from scoreloop.serving.bento import PROJECT_ROOT
 from tests.integration.conftest import clean_env, cli, free_port, running
 
 pytestmark = pytest.mark.slow
@@ -116,7 +116,7 @@ def test_a_damaged_model_stops_the_server_with_the_reason(server: str, trained_h
     else:
         model_file.unlink()
     env = clean_env(BENTOML_HOME=str(bentoml_home), SCORELOOP_HOME=str(trained_home), SCORELOOP_BENTO_MODEL=TAG)
-    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:Scorer", "--port", str(free_port())]
+    command = [sys.executable, "-m", "bentoml", "serve", "scoreloop.serving.service:Scorer", "--port", str(free_port())]
     result = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert f"refusing to serve {TAG}: its files in" in result.stderr + result.stdout

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from scoreloop.store import Outcome, RecordStore, ScoredBatch
+from scoreloop.core.store import Outcome, RecordStore, ScoredBatch
 from tests.integration.conftest import clean_env, cli, free_port, mlflow_server_command, running
 
 PG = os.environ.get("SCORELOOP_TEST_PG", "")

@@ -8,8 +8,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from scoreloop.settings import Settings
-from scoreloop.tracking import configure
+from scoreloop.core.settings import Settings
+from scoreloop.core.tracking import configure
 
 
 def test_each_home_keeps_its_own_store_within_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

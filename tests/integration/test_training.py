@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from scoreloop.settings import Settings
-from scoreloop.tracking import load_registered
+from scoreloop.core.settings import Settings
+from scoreloop.core.tracking import load_registered
 from tests.integration.conftest import cli
 
 pytestmark = pytest.mark.slow

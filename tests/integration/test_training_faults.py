@@ -17,7 +17,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from scoreloop.tracking import load_version
+from scoreloop.core.tracking import load_version
 from tests.integration.conftest import clean_env, cli, free_port, mlflow_server_command, running
 
 pytestmark = pytest.mark.slow

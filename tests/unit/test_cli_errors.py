@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scoreloop import cli
+from scoreloop.cli import app as cli
 
 
 def test_an_error_is_one_line_with_its_brackets_intact() -> None:

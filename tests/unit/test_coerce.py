@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoreloop.coerce import coerce_frame, normalise_category, parse_number, read_category, read_number
-from scoreloop.spec import DatasetSpec, Range
+from scoreloop.core.coerce import coerce_frame, normalise_category, parse_number, read_category, read_number
+from scoreloop.core.spec import DatasetSpec, Range
 
 MISSING = ["", "N/A", "n/a", "-", "null", "NULL", "none", None, np.nan]
 INDUSTRIES = ["fintech", "healthcare", "saas"]

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.drift import DriftSummary, build_drift_report
-from scoreloop.spec import DatasetSpec
+from scoreloop.core.spec import DatasetSpec
+from scoreloop.monitoring.drift import DriftSummary, build_drift_report
 
 SPEC = DatasetSpec(
     id_column="lead_id",

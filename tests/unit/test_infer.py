@@ -7,8 +7,8 @@ import re
 import pandas as pd
 import pytest
 
-from scoreloop.infer import infer_spec
-from scoreloop.spec import DatasetSpec, Range
+from scoreloop.core.infer import infer_spec
+from scoreloop.core.spec import DatasetSpec, Range
 
 N = 120
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scoreloop.export import write_leads
-from scoreloop.infer import infer_spec
-from scoreloop.ingest import ingest_file, quarantine_path, read_raw
-from scoreloop.spec import DatasetSpec, Range
-from scoreloop.synthetic import EXTRA_COLUMNS, WorldConfig
+from scoreloop.core.export import write_leads
+from scoreloop.core.infer import infer_spec
+from scoreloop.core.ingest import ingest_file, quarantine_path, read_raw
+from scoreloop.core.spec import DatasetSpec, Range
+from scoreloop.core.synthetic import EXTRA_COLUMNS, WorldConfig
 
 HEADER = "lead_id,created_at,revenue,industry,converted\n"
 SPEC = DatasetSpec(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from monitoring.checks import MonitoringGateError, enforce, judge, status
-from scoreloop.settings import MonitorSettings
+from scoreloop.core.settings import MonitorSettings
+from scoreloop.monitoring.checks import MonitoringGateError, enforce, judge, status
 
 GOOD = {
     "share_drifted": 0.1,
@@ -52,7 +52,7 @@ def test_each_breach_fails_its_check_and_the_gate_names_it(figure: str, value, c
 
 
 def test_tolerances_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from scoreloop.settings import Settings
+    from scoreloop.core.settings import Settings
 
     monkeypatch.setenv("SCORELOOP_MONITOR__MAX_PSI", "0.01")
     assert by_name(GOOD, Settings().monitor)["max score PSI"].passed is False

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.metrics import (
+from scoreloop.core.policy import ipw_weights, work_plan
+from scoreloop.monitoring.metrics import (
     band_coverage,
     calibration_error,
     calibration_table,
@@ -19,7 +20,6 @@ from monitoring.metrics import (
     roc_auc,
     tier_quality,
 )
-from scoreloop.policy import ipw_weights, work_plan
 
 RNG = np.random.default_rng(0)
 

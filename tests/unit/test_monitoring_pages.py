@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.pages import INDEX_HTML, new_report_dir, read_summaries, safe_name, write_index, write_report
+from scoreloop.core.pages import INDEX_HTML, new_report_dir, read_summaries, safe_name, write_index, write_report
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoreloop.spec import DatasetSpec
-from training.retrain import compare_windows, training_rows
+from scoreloop.core.spec import DatasetSpec
+from scoreloop.loop.retrain import compare_windows, training_rows
 
 SPEC = DatasetSpec(
     id_column="lead_id",

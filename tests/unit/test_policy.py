@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoreloop.policy import EXPLOIT, EXPLORE, SKIP, ipw_weights, work_counts, work_plan
+from scoreloop.core.policy import EXPLOIT, EXPLORE, SKIP, ipw_weights, work_counts, work_plan
 
 
 def test_work_counts_split_the_capacity() -> None:

@@ -10,9 +10,9 @@ import pandas as pd
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from scoreloop.coerce import coerce_frame, parse_number, read_category, read_number
-from scoreloop.ingest import ingest_file, quarantine_path
-from scoreloop.spec import DatasetSpec, Range
+from scoreloop.core.coerce import coerce_frame, parse_number, read_category, read_number
+from scoreloop.core.ingest import ingest_file, quarantine_path
+from scoreloop.core.spec import DatasetSpec, Range
 
 SPEC = DatasetSpec(
     name="props",

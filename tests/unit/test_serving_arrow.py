@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from scoreloop.store import ipc_bytes
-from serving.arrow import read_arrow
-from serving.schema import check_records
+from scoreloop.core.store import ipc_bytes
+from scoreloop.serving.arrow import read_arrow
+from scoreloop.serving.schema import check_records
 from tests.unit.test_serving_contract import SPEC
 
 RECORDS = [

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from scoreloop.spec import DatasetSpec, Range
-from serving.records import field_counts, read_columns
-from serving.schema import TooManyRecords, check_columns, check_records, record_model
+from scoreloop.core.spec import DatasetSpec, Range
+from scoreloop.serving.records import field_counts, read_columns
+from scoreloop.serving.schema import TooManyRecords, check_columns, check_records, record_model
 
 SPEC = DatasetSpec(
     id_column="lead_id",

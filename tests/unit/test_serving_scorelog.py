@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from bentoml.exceptions import ServiceUnavailable
 
-from scoreloop.spec import DatasetSpec
-from scoreloop.store import METADATA, RecordStore
-from serving.records import read_columns
-from serving.scorelog import ScoreLog
-from serving.scoring import SCORED_DTYPE
+from scoreloop.core.spec import DatasetSpec
+from scoreloop.core.store import METADATA, RecordStore
+from scoreloop.serving.records import read_columns
+from scoreloop.serving.scorelog import ScoreLog
+from scoreloop.serving.scoring import SCORED_DTYPE
 
 SPEC = DatasetSpec(id_column="lead_id", target="converted", positive_label="yes", numeric=["visits"],
                    categorical=["industry"])  # fmt: skip

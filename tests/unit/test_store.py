@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoreloop.store import Outcome, RecordStore, ScoredBatch
+from scoreloop.core.store import Outcome, RecordStore, ScoredBatch
 
 JAN, FEB, MAR = datetime(2024, 1, 1), datetime(2024, 2, 1), datetime(2024, 3, 1)
 

@@ -12,7 +12,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
-from scoreloop.synthetic import (
+from scoreloop.core.synthetic import (
     CATEGORIES,
     EXTRA_COLUMNS,
     FEATURES_CATEGORICAL,

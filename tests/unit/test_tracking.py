@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from scoreloop.settings import Settings
-from scoreloop.tracking import unreachable_reason
+from scoreloop.core.settings import Settings
+from scoreloop.core.tracking import unreachable_reason
 
 
 @pytest.fixture

@@ -8,15 +8,15 @@ import mlflow
 import optuna
 import pytest
 
-from scoreloop.coerce import coerce_frame
-from scoreloop.infer import infer_spec
-from scoreloop.settings import GateSettings, Settings
-from scoreloop.synthetic import WorldConfig, generate_leads
-from scoreloop.tracking import configure
-from training.history import PROMOTED, REFUSED, ROLLED_BACK, champion_line
-from training.promote import judge
-from training.split import time_split
-from training.tune import PRUNE_INTERVAL, TrialClaims, TuningData, open_study, tune
+from scoreloop.core.coerce import coerce_frame
+from scoreloop.core.infer import infer_spec
+from scoreloop.core.settings import GateSettings, Settings
+from scoreloop.core.synthetic import WorldConfig, generate_leads
+from scoreloop.core.tracking import configure
+from scoreloop.training.history import PROMOTED, REFUSED, ROLLED_BACK, champion_line
+from scoreloop.training.promote import judge
+from scoreloop.training.split import time_split
+from scoreloop.training.tune import PRUNE_INTERVAL, TrialClaims, TuningData, open_study, tune
 
 CHAMPION = {"roc_auc": 0.80, "ece": 0.030}
 

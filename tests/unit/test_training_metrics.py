@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.metrics import (
+from scoreloop.training.metrics import (
     calibration_table,
     decile_table,
     evaluate,

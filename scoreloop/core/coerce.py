@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from scoreloop.spec import DatasetSpec, Range
+from scoreloop.core.spec import DatasetSpec, Range
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "#n/a", "-", "--", "null", "none", "nan", "?", "missing"})
 POSITIVE_TOKENS = frozenset({"1", "1.0", "true", "t", "yes", "y"})

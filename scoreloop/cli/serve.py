@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from scoreloop.cli import app, console, fail, settings_of, show
+from scoreloop.cli.app import app, console, settings_of, show
 
 
 @app.command()
@@ -17,24 +17,18 @@ def serve(
     host: str = "127.0.0.1",
 ) -> None:
     """Serve the champion with BentoML (POST /score)."""
-    from serving.bento import serve as run_server
+    from scoreloop.serving.bento import serve as run_server
 
     console.print(f"serving the champion on http://{host}:{port}")
-    try:
-        raise typer.Exit(run_server(settings_of(ctx), host, port))
-    except LookupError as exc:
-        raise fail(str(exc)) from exc
+    raise typer.Exit(run_server(settings_of(ctx), host, port))
 
 
 @app.command()
 def bento(ctx: typer.Context) -> None:
     """Build a bento holding the champion (`bentoml serve scoreloop:latest` serves it)."""
-    from serving.bento import build
+    from scoreloop.serving.bento import build
 
-    try:
-        raise typer.Exit(build(settings_of(ctx)))
-    except LookupError as exc:
-        raise fail(str(exc)) from exc
+    raise typer.Exit(build(settings_of(ctx)))
 
 
 @app.command()
@@ -56,9 +50,9 @@ def score(
     .quarantine.csv with a reason each. Rows in = rows scored + rows quarantined."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from scoreloop.store import RecordStore
-    from scoreloop.tracking import load_registered
-    from serving.batch import Worklist, file_kind, score_file, total_work
+    from scoreloop.core.store import RecordStore
+    from scoreloop.core.tracking import load_registered
+    from scoreloop.serving.batch import Worklist, file_kind, score_file, total_work
 
     file_kind(output)  # refuse an unknown output type before loading anything
     settings = settings_of(ctx)

@@ -19,15 +19,15 @@ from typing import Any, Literal
 import mlflow
 import pandas as pd
 
-from monitoring.drift import build_drift_report
-from monitoring.pages import new_report_dir, table, write_index, write_report
-from scoreloop.policy import EXPLORE, ipw_weights
-from scoreloop.settings import Settings
-from scoreloop.spec import DatasetSpec
-from scoreloop.store import RecordStore
-from scoreloop.tracking import configure, load_registered
-from training.promote import promote
-from training.train import TrainResult, train_rows
+from scoreloop.core.pages import new_report_dir, table, write_index, write_report
+from scoreloop.core.policy import EXPLORE, ipw_weights
+from scoreloop.core.settings import Settings
+from scoreloop.core.spec import DatasetSpec
+from scoreloop.core.store import RecordStore
+from scoreloop.core.tracking import configure, load_registered
+from scoreloop.monitoring.drift import build_drift_report
+from scoreloop.training.promote import promote
+from scoreloop.training.train import TrainResult, train_rows
 
 TimeBasis = Literal["scored_at", "record"]
 

@@ -6,8 +6,8 @@ import difflib
 
 import pandas as pd
 
-from scoreloop.coerce import NEGATIVE_TOKENS, POSITIVE_TOKENS, is_missing, normalise_category, parse_number
-from scoreloop.spec import DatasetSpec, Range
+from scoreloop.core.coerce import NEGATIVE_TOKENS, POSITIVE_TOKENS, is_missing, normalise_category, parse_number
+from scoreloop.core.spec import DatasetSpec, Range
 
 NUMERIC_SHARE = 0.95  # share of non-missing values that must read as numbers
 DATE_SHARE = 0.9

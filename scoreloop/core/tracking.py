@@ -12,8 +12,8 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from scoreloop.model import ScoringModel, load_scoring_model
-from scoreloop.settings import Settings
+from scoreloop.core.model import ScoringModel, load_scoring_model
+from scoreloop.core.settings import Settings
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

@@ -1,4 +1,4 @@
-"""`scoreloop` monitor, retrain, feedback and simulate: thin wrappers over `monitoring` and `training.retrain`."""
+"""`scoreloop` monitor, retrain, feedback and simulate: thin wrappers over `monitoring` and `scoreloop.loop.retrain`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from scoreloop.cli import app, console, fail, settings_of, show
+from scoreloop.cli.app import app, console, fail, settings_of, show
 
 
 def parse_period(text: str) -> timedelta:
@@ -27,7 +27,7 @@ Moment = Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT
 
 def show_report(title: str, report, gate: bool) -> None:
     """Print a monitoring report's checks and where it is; with `gate`, a failed check exits 1 naming the figures."""
-    from monitoring.checks import MonitoringGateError, enforce
+    from scoreloop.monitoring.checks import MonitoringGateError, enforce
 
     show(title, {"status": report.status, "report": str(report.html_path), **report.summary["headline"]})
     for check in report.checks:
@@ -59,23 +59,20 @@ def monitor(
     log joined with outcomes, [END - PERIOD, END) against the period before (or --reference-start/--reference-end):
     feature drift, data quality, score PSI, quality and calibration on labelled records by tier.
     """
-    from monitoring.monitor import Window, monitor_drift, monitor_period
-    from scoreloop.spec import DatasetSpec
+    from scoreloop.core.spec import DatasetSpec
+    from scoreloop.monitoring.monitor import Window, monitor_drift, monitor_period
 
     settings = settings_of(ctx)
-    try:
-        if period is not None:
-            if (reference_start is None) != (reference_end is None):
-                raise fail("give both --reference-start and --reference-end, or neither (the previous period)")
-            window = Window(reference_start, reference_end) if reference_start and reference_end else None
-            loaded = DatasetSpec.load(spec) if spec else None
-            report = monitor_period(settings, parse_period(period), end=end, reference=window, spec=loaded, name=name)
-        elif reference and current and spec:
-            report = monitor_drift(settings, DatasetSpec.load(spec), reference, current, name=name)
-        else:
-            raise fail("give --period (scoring log) or all of --reference, --current and --spec (files)")
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
+    if period is not None:
+        if (reference_start is None) != (reference_end is None):
+            raise fail("give both --reference-start and --reference-end, or neither (the previous period)")
+        window = Window(reference_start, reference_end) if reference_start and reference_end else None
+        loaded = DatasetSpec.load(spec) if spec else None
+        report = monitor_period(settings, parse_period(period), end=end, reference=window, spec=loaded, name=name)
+    elif reference and current and spec:
+        report = monitor_drift(settings, DatasetSpec.load(spec), reference, current, name=name)
+    else:
+        raise fail("give --period (scoring log) or all of --reference, --current and --spec (files)")
     show_report("monitoring", report, gate)
 
 
@@ -90,32 +87,26 @@ def retrain(
     trials: Annotated[int | None, typer.Option(min=1)] = None,
 ) -> None:
     """Sliding-window retrain from the scoring log + outcomes: challenger, gate, and why it promoted or refused."""
-    from scoreloop.spec import DatasetSpec
-    from training.retrain import retrain as run_retrain
+    from scoreloop.core.spec import DatasetSpec
+    from scoreloop.loop.retrain import retrain as run_retrain
 
     if time not in ("scored_at", "record"):
         raise fail(f"--time must be 'scored_at' or 'record', got {time!r}")
     settings = settings_of(ctx)
     if trials:
         settings.train.trials = trials
-    try:
-        loaded = DatasetSpec.load(spec) if spec else None
-        basis = "record" if time == "record" else "scored_at"
-        result = run_retrain(settings, parse_period(window), end=end, ipw=ipw, basis=basis, spec=loaded)
-    except (ValueError, LookupError) as exc:
-        raise fail(str(exc)) from exc
+    loaded = DatasetSpec.load(spec) if spec else None
+    basis = "record" if time == "record" else "scored_at"
+    result = run_retrain(settings, parse_period(window), end=end, ipw=ipw, basis=basis, spec=loaded)
     show(f"retrain: {result.outcome}", result.to_dict())
 
 
 @app.command()
 def feedback(ctx: typer.Context) -> None:
     """Feedback-loop report across model versions: label coverage, explored vs exploited, shift between versions."""
-    from monitoring.feedback import feedback_report
+    from scoreloop.monitoring.feedback import feedback_report
 
-    try:
-        summary = feedback_report(settings_of(ctx))
-    except (ValueError, LookupError) as exc:
-        raise fail(str(exc)) from exc
+    summary = feedback_report(settings_of(ctx))
     show("feedback loop", {"report": summary["report"], **summary["figures"]})
 
 
@@ -136,7 +127,7 @@ def simulate(
     ] = False,
 ) -> None:
     """Run the feedback loop on the synthetic world: score, work, observe, retrain, repeat, with drift on."""
-    from monitoring.simulate import POLICIES, SimulationConfig, policy_totals, run_simulation
+    from scoreloop.loop.simulate import POLICIES, SimulationConfig, policy_totals, run_simulation
 
     settings = settings_of(ctx)
     chosen = policy or list(POLICIES)

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from scoreloop.cli import app, console, fail, settings_of, show
-from scoreloop.settings import Settings
+from scoreloop.cli.app import app, console, fail, settings_of, show
+from scoreloop.core.settings import Settings
 
 
 @app.command()
@@ -31,22 +31,19 @@ def train(
         return
     if spec is None or data is None:
         raise fail("--spec and --data are required (or --resume-logging)")
-    from scoreloop.spec import DatasetSpec
-    from training.train import train as train_model
+    from scoreloop.core.spec import DatasetSpec
+    from scoreloop.training.train import train as train_model
 
     if trials:
         settings.train.trials = trials
     if workers:
         settings.train.workers = workers
-    try:
-        result = train_model(settings, DatasetSpec.load(spec), data, study)
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
+    result = train_model(settings, DatasetSpec.load(spec), data, study)
     show("trained", result.__dict__)
 
 
 def _resume_logging(settings: Settings) -> None:
-    from training.pending import kept_runs, log_pending
+    from scoreloop.training.pending import kept_runs, log_pending
 
     kept = kept_runs(settings)
     if not kept:
@@ -58,12 +55,9 @@ def _resume_logging(settings: Settings) -> None:
 @app.command()
 def promote(ctx: typer.Context) -> None:
     """Move `champion` to the challenger if it wins by the gate's margin and is not worse calibrated."""
-    from training.promote import promote as run_gate
+    from scoreloop.training.promote import promote as run_gate
 
-    try:
-        decision = run_gate(settings_of(ctx))
-    except LookupError as exc:
-        raise fail(str(exc)) from exc
+    decision = run_gate(settings_of(ctx))
     show("promoted" if decision.promoted else "not promoted", decision.to_dict())
 
 
@@ -80,7 +74,7 @@ def runs(ctx: typer.Context, limit: Annotated[int, typer.Option(min=1)] = 20) ->
     """List the newest studies: trials, best trial and parameters, holdout and baseline figures, registry state."""
     from datetime import UTC, datetime
 
-    from training.runs import list_studies
+    from scoreloop.training.runs import list_studies
 
     if ctx.invoked_subcommand is not None:
         return
@@ -132,12 +126,9 @@ def runs_compare(
     all_params: Annotated[bool, typer.Option("--all", help="Also list parameters that are equal.")] = False,
 ) -> None:
     """Two runs' parameters and metrics side by side, with the difference B - A."""
-    from training.runs import compare_runs
+    from scoreloop.training.runs import compare_runs
 
-    try:
-        comparison = compare_runs(settings_of(ctx), a, b)
-    except LookupError as exc:
-        raise fail(str(exc)) from exc
+    comparison = compare_runs(settings_of(ctx), a, b)
     label_a, label_b = (f"{ref} ({run.info.run_name}, {run.info.run_id[:8]})" for ref, run in comparison.refs)
     params = Table("parameter", f"A: {label_a}", f"B: {label_b}", title="parameters", title_justify="left")
     for key, (left, right) in comparison.params.items():
@@ -152,7 +143,7 @@ def runs_compare(
 @app.command()
 def history(ctx: typer.Context) -> None:
     """Every gate decision and rollback: which version was champion when, and why."""
-    from training.promote import history as read_history
+    from scoreloop.training.promote import history as read_history
 
     table = Table(title="champion history (oldest first)", title_justify="left")
     for column in ("#", "at (UTC)", "action", "champion", "challenger", "metric", "ECE", "by", "reason"):
@@ -181,10 +172,7 @@ def rollback(
     reason: Annotated[str | None, typer.Option(help="Why, for the history.")] = None,
 ) -> None:
     """Give `champion` back to the previous champion; the demoted version cannot be promoted again."""
-    from training.promote import rollback as run_rollback
+    from scoreloop.training.promote import rollback as run_rollback
 
-    try:
-        entry = run_rollback(settings_of(ctx), to, reason)
-    except LookupError as exc:
-        raise fail(str(exc)) from exc
+    entry = run_rollback(settings_of(ctx), to, reason)
     show(f"champion is version {entry['champion_after']} again", entry)

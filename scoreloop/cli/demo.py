@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from scoreloop.cli import app, console
-from scoreloop.settings import Settings
+from scoreloop.cli.app import console
+from scoreloop.cli.main import app
+from scoreloop.core.settings import Settings
 
 NOT_FEATURES = ("owner_email", "notes", "crm_internal_id")  # CRM bookkeeping columns, not lead attributes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scoreloop.synthetic import ID_COLUMN, TARGET, WorldConfig, corrupt_lines, generate_leads, make_messy
+from scoreloop.core.synthetic import ID_COLUMN, TARGET, WorldConfig, corrupt_lines, generate_leads, make_messy
 
 TRUTH_COLUMN = "p_true"
 

@@ -13,8 +13,8 @@ import pandas as pd
 from catboost import CatBoostClassifier, Pool
 from pydantic import BaseModel, Field
 
-from scoreloop.coerce import MISSING_CATEGORY
-from scoreloop.spec import DatasetSpec
+from scoreloop.core.coerce import MISSING_CATEGORY
+from scoreloop.core.spec import DatasetSpec
 
 CARD_KEY = "scoreloop_card"
 LOWEST_TIER = "D"

@@ -22,15 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monitoring.feedback import feedback_report
-from monitoring.metrics import expected_auc, roc_auc
-from monitoring.monitor import Window, monitor_period
-from monitoring.pages import new_figure, new_report_dir, png, table, write_index, write_report
-from scoreloop.policy import EXPLORE, work_plan
-from scoreloop.settings import Settings
-from scoreloop.spec import DatasetSpec
-from scoreloop.store import Outcome, RecordStore, ScoredBatch
-from scoreloop.synthetic import (
+from scoreloop.core.pages import new_figure, new_report_dir, png, table, write_index, write_report
+from scoreloop.core.policy import EXPLORE, work_plan
+from scoreloop.core.settings import Settings
+from scoreloop.core.spec import DatasetSpec
+from scoreloop.core.store import Outcome, RecordStore, ScoredBatch
+from scoreloop.core.synthetic import (
     CATEGORIES,
     FEATURES_CATEGORICAL,
     FEATURES_NUMERIC,
@@ -40,10 +37,13 @@ from scoreloop.synthetic import (
     WorldConfig,
     generate_leads,
 )
-from scoreloop.tracking import configure, copy_version, load_registered
-from training.promote import promote
-from training.retrain import retrain
-from training.train import TrainResult, train_rows
+from scoreloop.core.tracking import configure, copy_version, load_registered
+from scoreloop.loop.retrain import retrain
+from scoreloop.monitoring.feedback import feedback_report
+from scoreloop.monitoring.metrics import expected_auc, roc_auc
+from scoreloop.monitoring.monitor import Window, monitor_period
+from scoreloop.training.promote import promote
+from scoreloop.training.train import TrainResult, train_rows
 
 POLICIES = ("exploit", "explore")
 EVALUATION = "evaluation month: scored only"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from scoreloop.coerce import coerce_frame
-from scoreloop.spec import DatasetSpec
+from scoreloop.core.coerce import coerce_frame
+from scoreloop.core.spec import DatasetSpec
 
 RECORD = "_record"
 REASON = "_reason"
