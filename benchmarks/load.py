@@ -11,25 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.served import (
-    Client,
-    free_port,
-    group_rss_mb,
-    percentiles_ms,
-    records_body,
-    server_env,
-    started,
-    trained_home,
-)
+from benchmarks.served import START_TIMEOUT_S, Client, group_rss_mb, percentiles_ms, records_body, trained_home
 from scoreloop.core.settings import Settings
 from scoreloop.core.tracking import load_registered
+from tests.support import clean_env, free_port, running, serve_command
 
 
 def main() -> None:
@@ -48,13 +39,13 @@ def main() -> None:
     bodies = [records_body(records[i : i + args.batch]) for i in range(0, len(records), args.batch)]
 
     port = free_port()
-    serve = [sys.executable, "-m", "scoreloop", "--home", str(home), "serve", "--port", str(port)]
-    with started(serve, port, "/readyz", server_env(), home / "load-serve.log") as group:
-        rss_start = group_rss_mb(group)
+    ready = f"http://127.0.0.1:{port}/readyz"
+    with running(serve_command(home, port), ready, home / "load-serve.log", clean_env(), START_TIMEOUT_S) as server:
+        rss_start = group_rss_mb(server.pid)
         run_traffic(port, bodies, args.clients, seconds=min(5.0, args.seconds / 10), max_requests=args.max_requests)
-        rss_warm = group_rss_mb(group)
+        rss_warm = group_rss_mb(server.pid)
         result = run_traffic(port, bodies, args.clients, seconds=args.seconds, max_requests=args.max_requests)
-        rss_end = group_rss_mb(group)
+        rss_end = group_rss_mb(server.pid)
     p50, p99 = percentiles_ms(result["latencies"]) if result["latencies"] else (float("nan"),) * 2
     wall = result["wall"]
     print("| seconds | clients | batch | requests | requests/s | rows/s | p50 ms | p99 ms | errors "

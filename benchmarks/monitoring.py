@@ -5,8 +5,8 @@
 (`-m`: run as a file, the script would shadow the `monitoring` package.)
 
 Builds a record store with two months of drifting synthetic leads (`--rows` scored in each), worked by the
-policy (top 20% plus exploration) with outcomes for the worked ones, then times (1) `monitor_period` as the CLI
-runs it: every row for PSI, AUC, calibration and tiers, a seeded hash sample of `sample_rows` per side for
+policy (the top 18% plus a 2% random slice) with outcomes for the worked ones, then times (1) `monitor_period` as
+the CLI runs it: every row for PSI, AUC, calibration and tiers, a seeded hash sample of `sample_rows` per side for
 Evidently and the feature checks; (2) the full computation: Evidently's drift report on every row of both
 periods plus the same figures. Prints one table; the verdicts (drifted columns, PSI pass/fail, AUC) must match.
 
@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
+from scoreloop.core.metrics import psi
 from scoreloop.core.model import fit_card_scale, to_scores, to_tiers
 from scoreloop.core.policy import work_plan
 from scoreloop.core.settings import Settings
@@ -31,8 +32,8 @@ from scoreloop.core.store import RecordStore
 from scoreloop.core.synthetic import WorldConfig, generate_leads
 from scoreloop.loop.simulate import lead_spec, log_outcomes, log_scored
 from scoreloop.monitoring.drift import build_drift_report
-from scoreloop.monitoring.metrics import labelled_quality, psi
 from scoreloop.monitoring.monitor import Window, monitor_period
+from scoreloop.monitoring.quality import labelled_quality
 
 CHUNK = 100_000
 

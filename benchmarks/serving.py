@@ -23,16 +23,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from benchmarks.served import Client, free_port, percentiles_ms, records_body, server_env, started, trained_home
+from benchmarks.served import START_TIMEOUT_S, Client, percentiles_ms, records_body, trained_home
+from scoreloop.core.coerce import field_counts
 from scoreloop.core.model import model_frame
 from scoreloop.core.settings import Settings
 from scoreloop.core.store import ipc_bytes
 from scoreloop.core.tracking import load_registered
 from scoreloop.serving.arrow import ARROW_STREAM, arrow_bytes, read_arrow
-from scoreloop.serving.records import field_counts
 from scoreloop.serving.schema import check_records
 from scoreloop.serving.scorelog import scored_batch
 from scoreloop.serving.scoring import model_pool, records_json, score_rows
+from tests.support import clean_env, free_port, running, serve_command
 
 BATCHES = (1, 100, 1000)
 FLOOR = "no-op BentoML route (floor)"
@@ -53,8 +54,8 @@ def main() -> None:
 
     rows = [measure_raw(model, frame, size, max(counts[size], 1000)) for size in BATCHES]  # cheap: more calls
     port = free_port()
-    serve = [sys.executable, "-m", "scoreloop", "--home", str(home), "serve", "--port", str(port)]
-    with started(serve, port, "/readyz", server_env(), home / "bench-serve.log"):
+    ready = f"http://127.0.0.1:{port}/readyz"
+    with running(serve_command(home, port), ready, home / "bench-serve.log", clean_env(), START_TIMEOUT_S):
         for size in BATCHES:
             body = records_body(records[:size])
             rows.append(measure_http("bentoml /score", port, "/score", body, size, counts[size]))
@@ -65,14 +66,16 @@ def main() -> None:
     noop_port = free_port()
     noop = [sys.executable, "-m", "bentoml", "serve", "benchmarks.noop_service:Noop", "--port", str(noop_port),
             "--working-dir", str(Path(__file__).resolve().parent.parent)]  # fmt: skip
-    with started(noop, noop_port, "/readyz", server_env(BENTOML_HOME=str(home / "bentoml")), home / "bench-noop.log"):
+    ready, noop_env = f"http://127.0.0.1:{noop_port}/readyz", clean_env(BENTOML_HOME=str(home / "bentoml"))
+    with running(noop, ready, home / "bench-noop.log", noop_env, START_TIMEOUT_S):
         rows.append(measure_http(FLOOR, noop_port, "/noop", arrow, 1000, counts[1000], ARROW_STREAM))
     mlflow_port = free_port()
     mlflow_serve = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{settings.model_name}@champion",
                     "--env-manager", "local", "-p", str(mlflow_port), "-w", "1"]  # fmt: skip
     path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"  # --env-manager local runs uvicorn from PATH
-    env = server_env(MLFLOW_TRACKING_URI=settings.tracking_uri, PATH=path)
-    with started(mlflow_serve, mlflow_port, "/health", env, home / "bench-mlflow.log"):
+    env = clean_env(MLFLOW_TRACKING_URI=settings.tracking_uri, PATH=path)
+    ready = f"http://127.0.0.1:{mlflow_port}/health"
+    with running(mlflow_serve, ready, home / "bench-mlflow.log", env, START_TIMEOUT_S):
         for size in BATCHES:
             body = mlflow_body(model_frame(frame.head(size), model.spec))
             rows.append(measure_http("mlflow models serve", mlflow_port, "/invocations", body, size, counts[size]))

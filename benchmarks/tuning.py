@@ -23,7 +23,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from scoreloop.core.coerce import coerce_frame
+from scoreloop.core.coerce import read_frame
 from scoreloop.core.infer import infer_spec
 from scoreloop.core.model import make_pool, model_frame
 from scoreloop.core.settings import Settings
@@ -52,7 +52,7 @@ CONFIGS = [(False, 1), (True, 1), (False, 2), (True, 2)]  # (pruning, workers)
 def synthetic_rows(rows: int, seed: int) -> tuple[DatasetSpec, pd.DataFrame]:
     leads = generate_leads(WorldConfig(rows=rows, seed=seed))
     spec = infer_spec(leads, "converted", id_column="lead_id", time_column="created_at", name="synthetic")
-    return spec, coerce_frame(leads, spec, with_target=True, strict=True).rows.reset_index(drop=True)
+    return spec, read_frame(leads, spec, with_target=True).frame().reset_index(drop=True)
 
 
 def adult_rows(rows: int, seed: int) -> tuple[DatasetSpec, pd.DataFrame]:
@@ -68,7 +68,7 @@ def adult_rows(rows: int, seed: int) -> tuple[DatasetSpec, pd.DataFrame]:
     )
     raw = raw.sample(frac=1.0, random_state=seed).head(rows).reset_index(drop=True)
     raw["event_time"] = (pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(len(raw)), unit="min")).astype(str)
-    return ADULT_SPEC, coerce_frame(raw, ADULT_SPEC, with_target=True, strict=True).rows.reset_index(drop=True)
+    return ADULT_SPEC, read_frame(raw, ADULT_SPEC, with_target=True).frame().reset_index(drop=True)
 
 
 def run_tuning(settings: Settings, name: str, data: TuningData) -> TuningResult:
@@ -82,8 +82,8 @@ def holdout_aucs(best: optuna.trial.FrozenTrial, split: Split, spec: DatasetSpec
     """Holdout AUC of the tuned parameters refit on train+valid (as training does) and of the two baselines."""
     # Imported here, not at the top: the worker server re-imports this module (multiprocessing's `__main__`) and
     # should import only what `scoreloop train`'s does (scikit-learn alone takes seconds).
+    from scoreloop.core.metrics import evaluate
     from scoreloop.training.baselines import fit_baselines
-    from scoreloop.training.metrics import evaluate
 
     refit = pd.concat([split.train, split.valid])
     iterations = best.user_attrs["best_iteration"] + 1

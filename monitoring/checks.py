@@ -93,7 +93,7 @@ def judge(figures: dict[str, Any], tolerances: MonitorSettings) -> list[Check]:
             "max calibration error on labelled records",
             figures.get("calibration_error"),
             tolerances.max_calibration_error,
-            "expected calibration error over probability bins",
+            "expected calibration error over equal-count probability bins",
         )
     )
     return checks

@@ -5,6 +5,9 @@ high), conversion of exploited vs explored leads, and ROC AUC and calibration on
 was drawn at random and is therefore the unbiased view below the top. Between versions: how differently they
 score the same records (PSI and rank correlation on a sample of the latest scored records) and how their
 feature importances moved.
+
+Collect (`collect_feedback`: the log, and each version's scores and importances from the registry), compute
+(`feedback_figures`: pure, a `FeedbackFigures`), publish (`publish_feedback`: JSON, page, MLflow run, index).
 """
 
 from __future__ import annotations
@@ -12,20 +15,56 @@ from __future__ import annotations
 import html
 import itertools
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from scoreloop.core.metrics import calibration_table, expected_calibration_error, positive_rate, psi, roc_auc
 from scoreloop.core.model import ScoringModel
 from scoreloop.core.pages import new_figure, new_report_dir, png, table, write_index, write_report
 from scoreloop.core.policy import EXPLOIT, EXPLORE, ipw_weights
 from scoreloop.core.settings import Settings
 from scoreloop.core.store import RecordStore
 from scoreloop.core.tracking import configure, load_version
-from scoreloop.monitoring.metrics import band_coverage, calibration_error, calibration_table, psi, roc_auc
 from scoreloop.monitoring.monitor import log_monitoring_run
+from scoreloop.monitoring.quality import band_coverage
 
 SAMPLE_ROWS = 5000  # latest scored records every version re-scores for the between-version comparison
+CALIBRATION_PLOT_BINS = 5  # the explored slice is small: fewer, fuller bins for the plot
+
+
+@dataclass(frozen=True)
+class FeedbackData:
+    """What the report reads: the labelled scoring log (outcome NaN when unknown), and per version (in log order)
+    its probabilities on one shared sample of the latest scored records and its feature importances."""
+
+    log: pd.DataFrame
+    probabilities: dict[str, np.ndarray]
+    importances: dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class FeedbackFigures:
+    """The report's figures: per version, between versions, label coverage by score band and the explored
+    slice's calibration per version, importances, how many records the log holds and the IPW clip used."""
+
+    per_version: pd.DataFrame
+    shift: pd.DataFrame
+    bands: dict[str, pd.Series]
+    calibration: dict[str, pd.DataFrame]
+    importances: dict[str, dict[str, float]]
+    records: int
+    clip: float
+
+    def to_json(self) -> dict:
+        """The `feedback.json` content."""
+        return {
+            "versions": self.per_version.to_dict(orient="records"),
+            "shift": self.shift.to_dict(orient="records"),
+            "label_coverage_by_band": {v: s.to_dict() for v, s in self.bands.items()},
+            "importance": self.importances,
+        }
 
 
 def version_figures(log: pd.DataFrame, clip: float, bins: int = 10) -> pd.DataFrame:
@@ -47,12 +86,12 @@ def version_figures(log: pd.DataFrame, clip: float, bins: int = 10) -> pd.DataFr
                 "labelled": len(labelled),
                 "label_coverage": len(labelled) / len(part),
                 "exploited": len(exploited),
-                "exploited_conversion": _rate(exploited),
+                "exploited_conversion": positive_rate(exploited["outcome"]),
                 "explored": len(explored),
-                "explored_conversion": _rate(explored),
+                "explored_conversion": positive_rate(explored["outcome"]),
                 "explored_roc_auc": roc_auc(explored["outcome"], explored["probability"]),
-                "explored_calibration_error": calibration_error(
-                    calibration_table(explored["outcome"], explored["probability"], bins)
+                "explored_calibration_error": expected_calibration_error(
+                    explored["outcome"], explored["probability"], bins
                 ),
                 "ipw_roc_auc": roc_auc(labelled["outcome"], labelled["probability"], weights),
                 "labelled_roc_auc": roc_auc(labelled["outcome"], labelled["probability"]),
@@ -60,10 +99,6 @@ def version_figures(log: pd.DataFrame, clip: float, bins: int = 10) -> pd.DataFr
             }
         )
     return pd.DataFrame(rows)
-
-
-def _rate(frame: pd.DataFrame) -> float:
-    return float(frame["outcome"].mean()) if len(frame) else float("nan")
 
 
 def version_shift(probabilities: dict[str, np.ndarray], importances: dict[str, dict[str, float]]) -> pd.DataFrame:
@@ -94,33 +129,61 @@ def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 def feedback_report(settings: Settings, *, store: RecordStore | None = None, title: str = "feedback loop") -> dict:
     """Write the feedback-loop report for every version in the scoring log; returns its summary."""
     settings.ensure_home()
-    store = store or RecordStore(settings.record_store_url)
+    data = collect_feedback(settings, store or RecordStore(settings.record_store_url))
+    return publish_feedback(settings, feedback_figures(data, settings.policy.ipw_clip, settings.monitor.bins), title)
+
+
+def collect_feedback(settings: Settings, store: RecordStore) -> FeedbackData:
+    """The labelled log, and every version that scored it re-scoring the same sample of the latest records."""
     log = store.labelled(features=False)
     if log.empty:
         raise ValueError("the scoring log is empty: no model versions to compare")
-    per_version = version_figures(log, settings.policy.ipw_clip, settings.monitor.bins)
     configure(settings)
     models = {
         str(v): load_version(str(name), str(v))
         for v, name in log.drop_duplicates("model_version")[["model_version", "model_name"]].itertuples(index=False)
     }
     latest = store.scores(store.span()[1] - pd.Timedelta(days=31), sample=SAMPLE_ROWS, seed=settings.monitor.seed)
-    probabilities = {v: m.predict_proba(latest) for v, m in models.items()}
-    importances = {v: _importance(m) for v, m in models.items()}
-    shift = version_shift(probabilities, importances)
-    bands = {
-        v: band_coverage(part, 10).set_index("band")["coverage"] for v, part in log.groupby("model_version", sort=False)
-    }
+    return FeedbackData(
+        log, {v: m.predict_proba(latest) for v, m in models.items()}, {v: _importance(m) for v, m in models.items()}
+    )
+
+
+def feedback_figures(data: FeedbackData, clip: float, bins: int = 10) -> FeedbackFigures:
+    """Every figure of the report from what was collected; `clip` caps the inverse-propensity weights."""
+    log = data.log
+    by_version = log.groupby("model_version", sort=False)
+    explored = log[(log["policy"] == EXPLORE) & log["outcome"].notna()]
+    return FeedbackFigures(
+        per_version=version_figures(log, clip, bins),
+        shift=version_shift(data.probabilities, data.importances),
+        bands={str(v): band_coverage(part, 10).set_index("band")["coverage"] for v, part in by_version},
+        calibration={
+            str(v): calibration_table(part["outcome"], part["probability"], min(bins, CALIBRATION_PLOT_BINS))
+            for v, part in explored.groupby("model_version", sort=False)
+        },
+        importances=data.importances,
+        records=len(log),
+        clip=clip,
+    )
+
+
+def publish_feedback(settings: Settings, figures: FeedbackFigures, title: str) -> dict:
+    """Write `feedback.json` and the summary page, log them to the monitoring experiment, refresh the index."""
     out_dir = new_report_dir(settings.reports_dir, "feedback")
-    figures = {
-        "versions": per_version.to_dict(orient="records"),
-        "shift": shift.to_dict(orient="records"),
-        "label_coverage_by_band": {v: s.to_dict() for v, s in bands.items()},
-        "importance": importances,
-    }
-    (out_dir / "feedback.json").write_text(json.dumps(figures, indent=2, default=float))
+    (out_dir / "feedback.json").write_text(json.dumps(figures.to_json(), indent=2, default=float))
+    summary = summarize(figures, title)
+    write_report(out_dir, summary, page_body(figures))
+    log_monitoring_run(settings, out_dir, "feedback", summary, {"model_name": settings.model_name})
+    write_index(settings.reports_dir)
+    return {**summary, "report": str(out_dir / "summary.html")}
+
+
+def summarize(figures: FeedbackFigures, title: str) -> dict:
+    """The report's `summary.json`: the latest version's explored-slice figures as its headline."""
+    per_version = figures.per_version
     last = per_version.iloc[-1]
-    summary = {
+    return {
         "kind": "feedback",
         "title": title,
         "status": "info",
@@ -135,10 +198,6 @@ def feedback_report(settings: Settings, *, store: RecordStore | None = None, tit
         "checks": [],
         "files": {"figures JSON": "feedback.json"},
     }
-    write_report(out_dir, summary, _body(per_version, shift, bands, importances, log, settings))
-    log_monitoring_run(settings, out_dir, "feedback", summary, {"model_name": settings.model_name})
-    write_index(settings.reports_dir)
-    return {**summary, "report": str(out_dir / "summary.html")}
 
 
 def _importance(model: ScoringModel) -> dict[str, float]:
@@ -146,28 +205,22 @@ def _importance(model: ScoringModel) -> dict[str, float]:
     return dict(zip(classifier.feature_names_, map(float, classifier.get_feature_importance()), strict=True))
 
 
-def _body(
-    per_version: pd.DataFrame,
-    shift: pd.DataFrame,
-    bands: dict[str, pd.Series],
-    importances: dict[str, dict[str, float]],
-    log: pd.DataFrame,
-    settings: Settings,
-) -> str:
+def page_body(figures: FeedbackFigures) -> str:
+    """The report page: why the explored slice matters, the tables, then the plots."""
     return (
         "<p>Only worked leads get outcomes, so each version learns from what the one before chose. The explored "
         "slice was drawn at random from the leads below the top: its AUC and calibration are the unbiased view. "
-        f"IPW AUC weights every labelled record by its inverse propensity (clipped at {settings.policy.ipw_clip:g})."
+        f"IPW AUC weights every labelled record by its inverse propensity (clipped at {figures.clip:g})."
         "</p><h2>Per version</h2>"
-        + table(per_version)
+        + table(figures.per_version)
         + "<h2>Between versions (same records re-scored)</h2>"
-        + table(shift)
+        + table(figures.shift)
         + "<h2>Plots</h2>"
-        + _coverage_plot(bands)
-        + _arms_plot(per_version)
-        + _calibration_plot(log, settings.monitor.bins)
-        + _importance_plot(importances)
-        + f'<p class="muted">{html.escape(str(len(log)))} scored records in the log.</p>'
+        + _coverage_plot(figures.bands)
+        + _arms_plot(figures.per_version)
+        + _calibration_plot(figures.calibration)
+        + _importance_plot(figures.importances)
+        + f'<p class="muted">{html.escape(str(figures.records))} scored records in the log.</p>'
     )
 
 
@@ -194,16 +247,14 @@ def _arms_plot(per_version: pd.DataFrame) -> str:
     return png(figure)
 
 
-def _calibration_plot(log: pd.DataFrame, bins: int) -> str:
+def _calibration_plot(calibration: dict[str, pd.DataFrame]) -> str:
     figure = new_figure(8, 3)
     axes = figure.subplots()
-    explored = log[(log["policy"] == EXPLORE) & log["outcome"].notna()]
-    for version, part in explored.groupby("model_version", sort=False):
-        curve = calibration_table(part["outcome"], part["probability"], min(bins, 5))
+    for version, curve in calibration.items():
         axes.plot(curve["mean_predicted"], curve["observed_rate"], marker="o", label=f"v{version}")
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":")
     axes.set(title="calibration on the exploration slice", xlabel="mean predicted", ylabel="observed rate")
-    if len(explored):
+    if calibration:
         axes.legend(fontsize=7)
     return png(figure)
 

@@ -6,11 +6,14 @@ quality on a seeded sample of each period, score drift (PSI) on every row, class
 on the labelled records, by tier. Each run writes a report folder (Evidently HTML + JSON, `summary.json`,
 `summary.html`), logs it to a run in the `<experiment>-monitoring` experiment tagged with the model version,
 and refreshes the reports index.
+
+Each mode is collect (read files or the store and registry), Evidently (its reports, via `monitoring.drift`),
+compute (`drift_findings`, `period_findings`: pure, a `Findings`), publish (`publish`: pages, MLflow, index).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,18 +22,19 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from scoreloop.core.coerce import coerce_frame, missing_columns
+from scoreloop.core.coerce import missing_columns, read_frame
 from scoreloop.core.ingest import read_raw
+from scoreloop.core.metrics import psi
 from scoreloop.core.model import LOWEST_TIER, ModelCard
 from scoreloop.core.pages import badge, new_figure, new_report_dir, png, table, write_index, write_report
 from scoreloop.core.policy import ipw_weights
-from scoreloop.core.settings import Settings
+from scoreloop.core.settings import MonitorSettings, Settings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import RecordStore
 from scoreloop.core.tracking import CHAMPION, configure, load_version, version_by_alias
 from scoreloop.monitoring.checks import Check, judge, status
 from scoreloop.monitoring.drift import DriftSummary, QualitySummary, build_drift_report, build_quality_report
-from scoreloop.monitoring.metrics import calibration_table, feature_quality, labelled_quality, psi, tier_quality
+from scoreloop.monitoring.quality import feature_quality, labelled_quality, tier_quality
 
 
 @dataclass(frozen=True)
@@ -63,13 +67,49 @@ class Window:
         return f"{self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M}"
 
 
+@dataclass(frozen=True)
+class Findings:
+    """What a monitoring run computed: its figures and the checks judged on them, with what its page and run name.
+
+    `scores` holds each period's probabilities (period mode) for the distribution plot.
+    """
+
+    kind: str
+    title: str
+    model_version: str
+    figures: dict[str, Any]
+    checks: tuple[Check, ...]
+    params: dict[str, Any]
+    windows: dict[str, Window] = field(default_factory=dict)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return status(list(self.checks))
+
+
+@dataclass(frozen=True)
+class PeriodData:
+    """What period mode reads: both windows of the scoring log (every row), the seeded samples with features that
+    Evidently and the feature checks use (reference first), and the model version that scored the period."""
+
+    current: Window
+    reference: Window
+    log: pd.DataFrame
+    reference_log: pd.DataFrame
+    samples: tuple[pd.DataFrame, pd.DataFrame]
+    spec: DatasetSpec
+    version: str
+    card: ModelCard | None
+
+
 def read_features(path: Path, spec: DatasetSpec) -> pd.DataFrame:
-    """Feature columns of a CSV/Parquet file, coerced like serving does (unseen categories kept)."""
-    raw = read_raw(path).frame
+    """Feature columns of a CSV/Parquet file, read by the engine serving uses (refused records left out)."""
+    raw = read_raw(path, spec.format.delimiter).frame
     absent = missing_columns(raw.columns, spec, with_target=False)
     if absent:
         raise ValueError(f"{path} lacks feature columns {absent}")
-    return coerce_frame(raw, spec, with_target=False, strict=False).rows
+    return read_frame(raw, spec).frame()[spec.features]
 
 
 def monitor_drift(
@@ -81,18 +121,36 @@ def monitor_drift(
     ref, cur = read_features(reference, spec), read_features(current, spec)
     out_dir = new_report_dir(settings.reports_dir, "drift", name)
     drift = build_drift_report(ref, cur, spec, out_dir, data_summary=True)
-    figures = {**_drift_figures(drift), **feature_quality(ref, cur, spec.features, _vocabulary(spec, ref))}
-    champion = _champion_version(settings)
-    return _finish(
-        settings,
-        out_dir,
-        kind="drift",
+    findings = drift_findings(
+        ref,
+        cur,
+        spec,
+        drift,
+        settings.monitor,
         title=f"{current.name} vs {reference.name}",
-        figures=figures,
-        drift=drift,
-        model_version=champion,
+        model_version=_champion_version(settings),
         params={"reference": str(reference), "current": str(current)},
     )
+    return publish(settings, out_dir, findings, drift)
+
+
+def drift_findings(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    spec: DatasetSpec,
+    drift: DriftSummary,
+    config: MonitorSettings,
+    *,
+    title: str,
+    model_version: str,
+    params: dict[str, Any],
+) -> Findings:
+    """Files mode's figures (Evidently's drift verdicts, data quality) judged against the tolerances."""
+    figures = {
+        **_drift_figures(drift),
+        **feature_quality(reference, current, spec.features, _vocabulary(spec, reference)),
+    }
+    return Findings("drift", title, model_version, figures, tuple(judge(figures, config)), params)
 
 
 def monitor_period(
@@ -112,7 +170,22 @@ def monitor_period(
     (sanitised) labels the report folder.
     """
     settings.ensure_home()
-    store = store or RecordStore(settings.record_store_url)
+    data = collect_period(settings, store or RecordStore(settings.record_store_url), period, end, reference, spec)
+    out_dir = new_report_dir(settings.reports_dir, "monitor", name)
+    drift = build_drift_report(*data.samples, data.spec, out_dir, prediction="probability", data_summary=True)
+    findings = period_findings(data, drift, settings)
+    return publish(settings, out_dir, findings, drift, _quality_report(data, findings, out_dir, settings.monitor))
+
+
+def collect_period(
+    settings: Settings,
+    store: RecordStore,
+    period: timedelta,
+    end: datetime | None,
+    reference: Window | None,
+    spec: DatasetSpec | None,
+) -> PeriodData:
+    """Read both windows of the scoring log and the card of the model that scored the current one."""
     period = pd.Timedelta(period).to_pytimedelta()  # datetime - pandas.Timedelta silently subtracts nothing
     current = _current_window(store, period, end)
     reference = reference or Window(current.start - period, current.start)
@@ -123,44 +196,56 @@ def monitor_period(
         if frame.empty:
             raise ValueError(f"the {side} period {window} has no scored records; the log spans {_span(store)}")
     version, card = _scoring_model(settings, log, spec)
-    spec = card.spec if card else spec
-    samples = [store.scores(w.start, w.end, sample=config.sample_rows, seed=config.seed) for w in (reference, current)]
-    out_dir = new_report_dir(settings.reports_dir, "monitor", name)
-    drift = build_drift_report(*samples, spec, out_dir, prediction="probability", data_summary=True)
-    quality = labelled_quality(log, _weights(log, settings), config.bins)
+    ref_sample, cur_sample = (
+        store.scores(w.start, w.end, sample=config.sample_rows, seed=config.seed) for w in (reference, current)
+    )
+    samples = (ref_sample, cur_sample)
+    return PeriodData(current, reference, log, reference_log, samples, card.spec if card else spec, version, card)
+
+
+def period_findings(data: PeriodData, drift: DriftSummary, settings: Settings) -> Findings:
+    """Period mode's figures judged against the tolerances: feature drift and quality on the samples, score PSI
+    and labelled quality (AUC weighted by clipped inverse propensity, calibration, by tier) on every row."""
+    config, log, card = settings.monitor, data.log, data.card
+    ref, cur = data.samples
     figures = {
         **_drift_figures(drift),
-        **feature_quality(samples[0], samples[1], spec.features, _vocabulary(spec, samples[0])),
-        **quality,
-        "psi": psi(reference_log["probability"], log["probability"], config.bins),
+        **feature_quality(ref, cur, data.spec.features, _vocabulary(data.spec, ref)),
+        **labelled_quality(log, _weights(log, settings.policy.ipw_clip), config.bins),
+        "psi": psi(data.reference_log["probability"], log["probability"], config.bins),
         "psi_evidently": drift.prediction.score if drift.prediction else None,
         "rows_current": len(log),
-        "rows_reference": len(reference_log),
-        "sampled_current": len(samples[1]),
-        "sampled_reference": len(samples[0]),
+        "rows_reference": len(data.reference_log),
+        "sampled_current": len(cur),
+        "sampled_reference": len(ref),
         "tiers": tier_quality(log, [*(card.tier_cutoffs if card else {}), LOWEST_TIER]).to_dict(orient="records"),
     }
-    evidently_quality = None
-    if quality["labelled"] >= config.min_labelled and 0 < quality["positive_rate"] < 1:
-        labelled = log[log["outcome"].notna()]
-        if len(labelled) > config.sample_rows:
-            labelled = labelled.sample(config.sample_rows, random_state=config.seed)
-        threshold = next(iter(card.tier_cutoffs.values())) if card and card.tier_cutoffs else 0.5
-        evidently_quality = build_quality_report(labelled, out_dir, threshold=threshold)
-    plots = _period_plots(reference_log, log)
-    return _finish(
-        settings,
-        out_dir,
-        kind="monitor",
-        title=f"scores {current} vs {reference}",
-        figures=figures,
-        drift=drift,
-        quality=evidently_quality,
-        model_version=version,
-        params={"current": str(current), "reference": str(reference), "sample_rows": config.sample_rows},
-        extra_body=plots,
-        windows={"current": current, "reference": reference},
+    return Findings(
+        "monitor",
+        f"scores {data.current} vs {data.reference}",
+        data.version,
+        figures,
+        tuple(judge(figures, config)),
+        params={"current": str(data.current), "reference": str(data.reference), "sample_rows": config.sample_rows},
+        windows={"current": data.current, "reference": data.reference},
+        scores={"reference": data.reference_log["probability"].to_numpy(), "current": log["probability"].to_numpy()},
     )
+
+
+def _quality_report(
+    data: PeriodData, findings: Findings, out_dir: Path, config: MonitorSettings
+) -> QualitySummary | None:
+    """Evidently's classification report on (a sample of) the labelled records, when there are enough of both
+    classes; the tier A cut-off is its decision threshold."""
+    figures = findings.figures
+    if figures["labelled"] < config.min_labelled or not 0 < figures["positive_rate"] < 1:
+        return None
+    labelled = data.log[data.log["outcome"].notna()]
+    if len(labelled) > config.sample_rows:
+        labelled = labelled.sample(config.sample_rows, random_state=config.seed)
+    card = data.card
+    threshold = next(iter(card.tier_cutoffs.values())) if card and card.tier_cutoffs else 0.5
+    return build_quality_report(labelled, out_dir, threshold=threshold)
 
 
 def _current_window(store: RecordStore, period: timedelta, end: datetime | None) -> Window:
@@ -192,11 +277,11 @@ def _champion_version(settings: Settings) -> str:
     return str(champion.version) if champion else "none"
 
 
-def _weights(log: pd.DataFrame, settings: Settings) -> pd.Series | None:
+def _weights(log: pd.DataFrame, clip: float) -> pd.Series | None:
     labelled = log[log["outcome"].notna()]
     if labelled.empty or labelled["propensity"].isna().all():
         return None
-    return ipw_weights(labelled["propensity"], settings.policy.ipw_clip)
+    return ipw_weights(labelled["propensity"], clip)
 
 
 def _vocabulary(spec: DatasetSpec, reference: pd.DataFrame) -> dict[str, list[str]]:
@@ -216,42 +301,41 @@ def _drift_figures(drift: DriftSummary) -> dict[str, Any]:
     }
 
 
-def _finish(
+def publish(
     settings: Settings,
     out_dir: Path,
-    *,
-    kind: str,
-    title: str,
-    figures: dict[str, Any],
+    findings: Findings,
     drift: DriftSummary,
-    model_version: str,
-    params: dict[str, Any],
     quality: QualitySummary | None = None,
-    extra_body: str = "",
-    windows: dict[str, Window] | None = None,
 ) -> MonitorReport:
-    """Judge, write the summary pages, log the run to MLflow and refresh the index."""
-    checks = judge(figures, settings.monitor)
+    """Write the summary pages, log the run to MLflow and refresh the index."""
+    summary = summarize(findings, drift, quality)
+    write_report(out_dir, summary, page_body(findings, drift))
+    log_monitoring_run(settings, out_dir, findings.kind, summary, findings.params)
+    write_index(settings.reports_dir)
+    return MonitorReport(out_dir, summary, findings.checks, drift, quality)
+
+
+def summarize(findings: Findings, drift: DriftSummary, quality: QualitySummary | None = None) -> dict[str, Any]:
+    """The machine-readable `summary.json`: status, headline, checks, every figure and the report files."""
     files = {"data drift + data summary (Evidently)": drift.html_path.name, "drift JSON": drift.json_path.name}
+    figures = findings.figures
     if quality is not None:
         files |= {"classification quality (Evidently)": quality.html_path.name, "quality JSON": quality.json_path.name}
         figures = {**figures, "evidently_quality": quality.metrics}
     headline_keys = ("drifted", "drifted_columns", "share_drifted", "psi", "roc_auc", "labelled")
-    summary = {
-        "kind": kind,
-        "title": title,
-        "status": status(checks),
-        "model_version": model_version,
-        "windows": {k: {"start": w.start.isoformat(), "end": w.end.isoformat()} for k, w in (windows or {}).items()},
+    windows = findings.windows
+    return {
+        "kind": findings.kind,
+        "title": findings.title,
+        "status": findings.status,
+        "model_version": findings.model_version,
+        "windows": {k: {"start": w.start.isoformat(), "end": w.end.isoformat()} for k, w in windows.items()},
         "headline": {k: figures.get(k) for k in headline_keys},
-        "checks": [c.to_dict() for c in checks],
+        "checks": [c.to_dict() for c in findings.checks],
         "figures": figures,
         "files": {**files, "summary JSON": "summary.json"},
     }
-    write_report(out_dir, summary, _body(checks, figures, drift) + extra_body)
-    log_monitoring_run(settings, out_dir, kind, summary, params)
-    write_index(settings.reports_dir)
-    return MonitorReport(out_dir, summary, tuple(checks), drift, quality)
 
 
 def log_monitoring_run(
@@ -280,11 +364,13 @@ def log_monitoring_run(
         mlflow.log_artifacts(str(out_dir), kind)
 
 
-def _body(checks: list[Check], figures: dict[str, Any], drift: DriftSummary) -> str:
-    """The summary page: checks, per-feature drift and quality, then labelled quality by tier and calibration."""
+def page_body(findings: Findings, drift: DriftSummary) -> str:
+    """The summary page: checks, per-feature drift and quality, then labelled quality by tier and calibration, and
+    (period mode) the plots."""
+    figures = findings.figures
     check_rows = [
         {"check": c.name, "figure": c.value, "tolerance": c.tolerance, "status": _check_badge(c), "detail": c.detail}
-        for c in checks
+        for c in findings.checks
     ]
     missing, unseen = figures.get("missing_share", {}), figures.get("new_category_share", {})
     columns = [
@@ -322,6 +408,8 @@ def _body(checks: list[Check], figures: dict[str, Any], drift: DriftSummary) -> 
             + "<h3>Calibration (labelled records)</h3>"
             + table(pd.DataFrame(figures["calibration"]))
         )
+    if findings.scores:
+        body += _period_plots(findings.scores, pd.DataFrame(figures["calibration"]))
     return body
 
 
@@ -329,19 +417,17 @@ def _check_badge(check: Check) -> str:
     return badge("info" if check.passed is None else "pass" if check.passed else "fail")
 
 
-def _period_plots(reference_log: pd.DataFrame, log: pd.DataFrame) -> str:
+def _period_plots(scores: dict[str, np.ndarray], calibration: pd.DataFrame) -> str:
     """Score distributions of both periods, and the reliability curve on labelled records."""
     figure = new_figure(9, 3.2)
     left, right = figure.subplots(1, 2)
     bins = np.linspace(0, 1, 41)
-    for frame, label in ((reference_log, "reference"), (log, "current")):
-        left.hist(frame["probability"], bins=bins, density=True, histtype="step", label=label)
+    for label in ("reference", "current"):
+        left.hist(scores[label], bins=bins, density=True, histtype="step", label=label)
     left.set_title("probability distribution")
     left.legend(fontsize=8)
-    labelled = log[log["outcome"].notna()]
-    if len(labelled):
-        curve = calibration_table(labelled["outcome"], labelled["probability"])
-        right.plot(curve["mean_predicted"], curve["observed_rate"], marker="o")
+    if len(calibration):
+        right.plot(calibration["mean_predicted"], calibration["observed_rate"], marker="o")
     right.plot([0, 1], [0, 1], color="grey", linestyle=":")
     right.set_title("reliability on labelled records")
     right.set_xlabel("mean predicted")

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from scoreloop.core.coerce import Distinct
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import ipc_bytes, ipc_table
-from scoreloop.serving.records import Distinct
 from scoreloop.serving.schema import check_columns, check_size, request_error
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"

@@ -1,16 +1,17 @@
 """Batch scoring of a file of any size (`scoreloop score`): read in chunks, score through the service's own path.
 
-Each chunk is read against the spec by `serving.records.read_frame` and scored by `serving.scoring.score_rows`, the
-same code as `/score`, so a file and a request with the same values get the same answer. Rows that cannot be scored
-(a value the contract refuses, a CSV line with the wrong field count) go to the quarantine file beside the output
-with their record number, their original text and the reason. Rows in = rows scored + rows quarantined, always.
+Each chunk is read against the spec by the one engine (`scoreloop.core.coerce.read_frame`, CSV in the spec's
+delimiter and number format) and scored by `serving.scoring.score_rows`, the same code as `/score` and the same reading
+as ingest, so a file, a request and an ingested export with the same values get the same answer. Rows that cannot be
+scored (a value the contract refuses, a CSV line with the wrong field count) go to the quarantine file beside the
+output with their record number, their original text and the reason. Rows in = rows scored + rows quarantined.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +19,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scoreloop.core.coerce import Issue
-from scoreloop.core.ingest import RAW_LINE, REASON, RECORD, quarantine_path, read_csv_chunks
+from scoreloop.core.coerce import read_frame
+from scoreloop.core.ingest import RECORD, RawTable, quarantine_frame, quarantine_path, read_csv_chunks, stored_table
 from scoreloop.core.model import ScoringModel
 from scoreloop.core.policy import work_plan
 from scoreloop.core.settings import PolicySettings
 from scoreloop.core.store import RecordStore
-from scoreloop.serving.records import read_frame
 from scoreloop.serving.scorelog import scored_batch
 from scoreloop.serving.scoring import score_rows
 
@@ -52,12 +52,11 @@ class Worklist:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Well-formed records as text (or as Parquet stores them), their 1-based record numbers, and malformed lines."""
+    """Records as text (or as Parquet stores them) with their numbers and malformed lines, and the progress after
+    them in the unit of `total_work`."""
 
-    frame: pd.DataFrame
-    records: np.ndarray
-    malformed: list[dict] = field(default_factory=list)  # quarantine entries: _record, _reason, _raw_line
-    done: int = 0  # progress after this chunk, in the unit of `total_work`
+    table: RawTable
+    done: int
 
 
 @dataclass(frozen=True)
@@ -89,22 +88,17 @@ def total_work(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows if file_kind(path) == "parquet" else path.stat().st_size
 
 
-def read_chunks(path: Path, rows: int) -> Iterator[Chunk]:
-    """`rows` records at a time; CSV fields are read as text so the spec's coercion sees what the file holds."""
+def read_chunks(path: Path, rows: int, delimiter: str = ",") -> Iterator[Chunk]:
+    """`rows` records at a time; CSV fields are read as text so the engine sees what the file holds."""
     if file_kind(path) == "parquet":
         start = 0
         for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            frame = batch.to_pandas()
-            yield Chunk(frame, np.arange(start + 1, start + len(frame) + 1), done=start + len(frame))
-            start += len(frame)
+            table = stored_table(batch.to_pandas(), first_record=start + 1)
+            start += len(table.frame)
+            yield Chunk(table, start)
         return
-    yield from _csv_chunks(path, rows)
-
-
-def _csv_chunks(path: Path, rows: int) -> Iterator[Chunk]:
-    for table, position in read_csv_chunks(path, rows):
-        malformed = table.malformed.to_dict("records")
-        yield Chunk(table.frame, table.records.to_numpy(), malformed, position)
+    for table, position in read_csv_chunks(path, rows, delimiter):
+        yield Chunk(table, position)
 
 
 def score_file(
@@ -128,21 +122,21 @@ def score_file(
     quarantine: _CsvFile | None = None
     rows_in = rows_scored = rows_quarantined = 0
     try:
-        for chunk in read_chunks(Path(source), chunk_rows):
-            checked = read_frame(chunk.frame, model.spec)
-            accepted = np.setdiff1d(np.arange(len(chunk.frame)), checked.rejected)
+        for chunk in read_chunks(Path(source), chunk_rows, model.spec.format.delimiter):
+            checked = read_frame(chunk.table.frame, model.spec)
+            accepted = checked.accepted
             rows, scored = checked.rows[accepted], score_rows(model, checked.rows[accepted])
-            frame = _scored_frame(scored, chunk.records[accepted])
+            frame = _scored_frame(scored, chunk.table.records.to_numpy()[accepted])
             if worklist is not None and len(rows):
                 plan = worklist.plan(scored, rng)
                 worklist.store.log_scores([scored_batch(model.spec, rows, scored, policy=plan)])
                 frame = pd.concat([frame, plan], axis=1)
             scored_file.write(frame)
-            refused = _quarantine_frame(chunk, checked.issues)
+            refused = quarantine_frame(chunk.table, checked.reasons())
             if len(refused):
                 quarantine = quarantine or _CsvFile(qpath, list(refused.columns))
                 quarantine.write(refused)
-            rows_in += len(chunk.frame) + len(chunk.malformed)
+            rows_in += len(chunk.table.frame) + len(chunk.table.malformed)
             rows_scored += len(accepted)
             rows_quarantined += len(refused)
             on_chunk(chunk.done)
@@ -160,21 +154,6 @@ def _scored_frame(scored: np.ndarray, records: np.ndarray) -> pd.DataFrame:
     frame = pd.DataFrame({name: scored[name] for name in scored.dtype.names})
     frame.insert(0, RECORD, records.astype(np.int64))
     return frame
-
-
-def _quarantine_frame(chunk: Chunk, issues: list[Issue]) -> pd.DataFrame:
-    """Refused records with their number, the reasons (every field at fault) and their original values as text;
-    malformed CSV lines with their raw text. The columns are the same for every chunk of a file."""
-    by_row: dict[int, list[str]] = {}
-    for issue in issues:
-        by_row.setdefault(issue.row, []).append(str(issue))
-    rows = sorted(by_row)
-    refused = chunk.frame.iloc[rows].astype(str)
-    refused.insert(0, REASON, ["; ".join(by_row[row]) for row in rows])
-    refused.insert(0, RECORD, chunk.records[rows])
-    broken = pd.DataFrame(chunk.malformed, columns=[RECORD, REASON, RAW_LINE])
-    columns = [RECORD, REASON, *chunk.frame.columns, RAW_LINE]
-    return pd.concat([refused, broken], ignore_index=True).reindex(columns=columns).sort_values(RECORD)
 
 
 class _CsvFile:

@@ -1,8 +1,8 @@
 """Request and response models generated from the dataset spec, so the API contract is the spec.
 
-A request's records are parsed by pydantic as plain JSON values, then read a column at a time by
-`serving.records` (the same coercion functions as ingestion: `"$1,200"` and `"N/A"` mean the same in a request as
-in an export). Problems become one pydantic `ValidationError` whose locations name the record index and the field,
+A request's records are parsed by pydantic as plain JSON values, then read a column at a time by the engine
+ingestion uses (`scoreloop.core.coerce`: `"$1,200"`, `"N/A"` and an unseen category mean the same in a request as in
+an export). Problems become one pydantic `ValidationError` whose locations name the record index and the field,
 which BentoML answers with a 400. `record_model` documents one record for `/docs` and `/metadata`.
 """
 
@@ -18,9 +18,8 @@ from bentoml.exceptions import BentoMLException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from scoreloop.core.coerce import Issue
-from scoreloop.core.spec import DatasetSpec, Range
-from scoreloop.serving.records import REQUIRED, id_problem, input_fields, json_type, read_columns
+from scoreloop.core.coerce import REQUIRED, Issue, id_problem, input_fields, json_type, read_columns
+from scoreloop.core.spec import DatasetSpec, NumberFormat, Range
 
 Loc = tuple[int | str, ...]
 
@@ -45,16 +44,24 @@ def record_model(spec: DatasetSpec) -> type[BaseModel]:
 
 def _field(spec: DatasetSpec, name: str) -> Any:
     if name in spec.allowed_values:
-        what = f"one of {spec.allowed_values[name]} (case-insensitive; close misspellings mapped, unseen values scored)"
+        outside = "refused" if name in spec.closed else "scored as unseen"
+        what = f"one of {spec.allowed_values[name]} (case-insensitive; close misspellings mapped, others {outside})"
     elif name in spec.text:
         what = "free text"
     elif (bounds := spec.ranges.get(name)) is not None:
-        what = f"a number {_bounds_text(bounds)}; '$1,200', '1.2k' and 'N/A' are read too"
+        what = f"a number {_bounds_text(bounds)}; {_number_text(spec.format)}"
     else:
-        what = "a number; '$1,200', '1.2k' and 'N/A' are read too"
+        what = f"a number; {_number_text(spec.format)}"
     if name in spec.required:
         return Field(description=f"Required: {what}.")
     return Field(None, description=f"{what[0].upper()}{what[1:]}; missing is scored.")
+
+
+def _number_text(fmt: NumberFormat) -> str:
+    return (
+        f"text is read with decimal {fmt.decimal!r} and thousands {fmt.thousands!r}, with a currency, 'k'/'M' or "
+        "'%', and 'N/A' as missing"
+    )
 
 
 def _bounds_text(bounds: Range) -> str:

@@ -1,8 +1,9 @@
 """Typed rows in, response fields out: the one scoring path behind `/score`, `/explain` and `scoreloop score`.
 
-Rows are the structured arrays of `serving.records`. CatBoost reads them as `FeaturesData` (a float32 block and a
-category block), which skips building a DataFrame: on 1,000 rows that is ~0.7 ms instead of ~3 ms, with identical
-probabilities. The score scale and tiers are the card's, applied by `scoreloop.core.model`.
+Rows are the structured arrays the engine reads (`scoreloop.core.coerce.read_columns`). CatBoost reads them as
+`FeaturesData` (a float32 block and a category block), which skips building a DataFrame: on 1,000 rows that is
+~0.7 ms instead of ~3 ms, with identical probabilities. The score scale and tiers are the card's, applied by
+`scoreloop.core.model`.
 """
 
 from __future__ import annotations

@@ -32,12 +32,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from scoreloop.core.coerce import field_counts
 from scoreloop.core.settings import Settings
 from scoreloop.core.store import Outcome as StoredOutcome
 from scoreloop.core.store import RecordStore
 from scoreloop.serving.arrow import ARROW_STREAM, BYTES_PER_RECORD, arrow_bytes, read_arrow
 from scoreloop.serving.bento import MODEL_TAG_ENV, load_verified
-from scoreloop.serving.records import field_counts
 from scoreloop.serving.schema import (
     Explained,
     Metadata,

@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from scoreloop.training.metrics import calibration_table
+from scoreloop.core.metrics import calibration_table
 
 SHAP_FEATURES = 15
 
@@ -55,7 +55,7 @@ def calibration_figure(y_true: np.ndarray, proba: np.ndarray, bins: int) -> Figu
     fig = Figure(figsize=(5.5, 6))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
-    top.plot(table["predicted"], table["observed"], marker="o", label="model")
+    top.plot(table["mean_predicted"], table["observed_rate"], marker="o", label="model")
     top.set(ylabel="observed positive rate", title="Calibration (holdout)")
     top.legend(loc="upper left")
     bottom.hist(proba, bins=bins, range=(0, 1), color="tab:blue", alpha=0.6)

@@ -16,10 +16,10 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
+from scoreloop.core.metrics import evaluate, improvement
 from scoreloop.core.settings import GateSettings, Settings
 from scoreloop.core.tracking import CHALLENGER, CHAMPION, configure, load_version, one_line, version_by_alias
 from scoreloop.training.history import PROMOTED, REFUSED, ROLLED_BACK, champion_line, read_history, record_decision
-from scoreloop.training.metrics import evaluate, improvement
 from scoreloop.training.tags import HOLDOUT_ARTIFACT
 
 ROLLED_BACK_TAG = "scoreloop.rolled_back"

@@ -7,6 +7,7 @@ same split, and diagnostic plots.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from catboost import CatBoostClassifier
 from matplotlib.figure import Figure
 from mlflow.entities import RunStatus
 
-from scoreloop.core.coerce import coerce_frame
-from scoreloop.core.ingest import read_raw
+from scoreloop.core.ingest import read_rows
+from scoreloop.core.metrics import decile_metrics, decile_table, evaluate, roc_auc
 from scoreloop.core.model import ModelCard, fit_card_scale, make_pool, model_frame
 from scoreloop.core.settings import Settings, TrainSettings, redact
 from scoreloop.core.spec import DatasetSpec
@@ -27,22 +28,20 @@ from scoreloop.core.tracking import configure, unreachable_reason
 from scoreloop.training import plots
 from scoreloop.training.baselines import Baseline, fit_baselines
 from scoreloop.training.lineage import log_lineage
-from scoreloop.training.metrics import decile_metrics, decile_table, evaluate
 from scoreloop.training.pending import ARTIFACTS, PendingRun, TrainResult, keep, log_pending
 from scoreloop.training.split import Split, slice_weights, time_split
 from scoreloop.training.tags import ROLE_TAG, STUDY_TAG
 from scoreloop.training.tune import TuningData, TuningResult, fit_catboost, start_worker_server, tune
 
-__all__ = ["TrainResult", "train", "train_rows"]
+__all__ = ["HoldoutFigures", "TrainResult", "holdout_figures", "train", "train_rows"]
 
 SHAP_ROWS = 2000
 
 
 def load_rows(data: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, int]:
-    """Typed rows from an ingested Parquet file or a raw export; returns them with the count of rejected rows."""
-    raw = read_raw(data)
-    coerced = coerce_frame(raw.frame, spec, with_target=True, strict=True)
-    return coerced.rows.reset_index(drop=True), len(coerced.reasons()) + len(raw.malformed)
+    """Typed rows from an ingested Parquet file (as written) or a raw export (read once, now); returns them with
+    the count of rejected rows."""
+    return read_rows(data, spec)
 
 
 def require_tracking(settings: Settings) -> None:
@@ -114,6 +113,41 @@ def _end_failed(settings: Settings, study_name: str, exc: BaseException) -> None
     ) from exc
 
 
+@dataclass(frozen=True)
+class HoldoutFigures:
+    """The holdout figures of the refit model (`metrics`, `deciles`) and of the baselines fitted on the same split.
+
+    `baselines` maps `baseline_<name>_<metric>` (holdout) and `baseline_<name>_valid_roc_auc` (the tuning
+    comparison) to their values.
+    """
+
+    metrics: dict[str, float]
+    deciles: pd.DataFrame
+    baselines: dict[str, float]
+
+    def logged(self) -> dict[str, float]:
+        """The figures under their MLflow metric names: `holdout_<metric>`, `holdout_decile_<nn>_*`, `baseline_*`."""
+        holdout = {**self.metrics, **decile_metrics(self.deciles)}
+        return {**{f"holdout_{k}": v for k, v in holdout.items()}, **self.baselines}
+
+
+def holdout_figures(
+    y_holdout: np.ndarray,
+    proba: np.ndarray,
+    y_valid: np.ndarray,
+    baselines: dict[str, Baseline],
+    config: TrainSettings,
+) -> HoldoutFigures:
+    """Score the model's holdout probabilities and each baseline's, with the same metric definitions as the gate."""
+    figures = {}
+    for name, baseline in baselines.items():
+        metrics = evaluate(y_holdout, baseline.holdout_proba, config.top_k, config.calibration_bins)
+        figures.update({f"baseline_{name}_{k}": v for k, v in metrics.items()})
+        figures[f"baseline_{name}_valid_roc_auc"] = roc_auc(y_valid, baseline.valid_proba)
+    metrics = evaluate(y_holdout, proba, config.top_k, config.calibration_bins)
+    return HoldoutFigures(metrics, decile_table(y_holdout, proba), figures)
+
+
 def _evaluate(
     settings: Settings,
     spec: DatasetSpec,
@@ -123,16 +157,31 @@ def _evaluate(
     run_id: str,
     rows_rejected: int,
 ) -> Path:
-    """Refit, score the holdout, fit the baselines, draw the plots: everything the run logs, kept on disk first."""
+    """Refit, score the holdout, fit the baselines; keep what the run logs on disk (see `_keep`)."""
     config = settings.train
     model = _refit(tuning, split, spec, config, weights)
-    y_holdout = split.holdout[spec.target].to_numpy()
     proba = model.predict_proba(model_frame(split.holdout, spec))[:, 1]
-    metrics = evaluate(y_holdout, proba, config.top_k, config.calibration_bins)
-    deciles = decile_table(y_holdout, proba)
     baselines = fit_baselines(split, spec, config, weights) if config.baselines else {}
-    baseline_metrics = _baseline_metrics(split, spec, config, baselines)
-    figures, skipped = _figures(model, tuning, split, spec, config, proba, baselines)
+    y_holdout, y_valid = split.holdout[spec.target].to_numpy(), split.valid[spec.target].to_numpy()
+    figures = holdout_figures(y_holdout, proba, y_valid, baselines, config)
+    return _keep(settings, spec, split, tuning, model, proba, baselines, figures, run_id, rows_rejected)
+
+
+def _keep(
+    settings: Settings,
+    spec: DatasetSpec,
+    split: Split,
+    tuning: TuningResult,
+    model: CatBoostClassifier,
+    proba: np.ndarray,
+    baselines: dict[str, Baseline],
+    figures: HoldoutFigures,
+    run_id: str,
+    rows_rejected: int,
+) -> Path:
+    """Everything the run logs (params, metrics, tags, model, card, holdout, plots) written under the home first."""
+    config = settings.train
+    plotted, skipped = _figures(model, tuning, split, spec, config, proba, baselines, figures.deciles)
     best = tuning.study.best_trial
     tags = {"scoreloop.best_trial": str(best.number), "scoreloop.best_trial_run_id": best.user_attrs["mlflow_run_id"]}
     if skipped:
@@ -141,26 +190,22 @@ def _evaluate(
         run_id=run_id,
         model_name=settings.model_name,
         params={**{f"best.{k}": v for k, v in best.params.items()}, "best.iterations": _trees(best)},
-        metrics={
-            **_tuning_metrics(tuning),
-            **{f"holdout_{k}": v for k, v in {**metrics, **decile_metrics(deciles)}.items()},
-            **baseline_metrics,
-        },
+        metrics={**_tuning_metrics(tuning), **figures.logged()},
         tags=tags,
         result={
             "model_name": settings.model_name,
             "study_name": tuning.study.study_name,
             "best_params": best.params,
-            "metrics": metrics,
+            "metrics": figures.metrics,
             "rows_rejected": rows_rejected,
             "trials": {k: tuning.count(k) for k in ("complete", "pruned")} | {"study": len(tuning.study.trials)},
             "tuning_seconds": round(tuning.seconds, 2),
-            "baselines": {k: round(v, 4) for k, v in baseline_metrics.items() if k.endswith("roc_auc")},
+            "baselines": {k: round(v, 4) for k, v in figures.baselines.items() if k.endswith("roc_auc")},
         },
     )
-    card = _card(spec, split, proba, metrics, config, run_id)
-    directory = keep(settings, pending, model, card, split.holdout, deciles)
-    plots.save_figures(figures, directory / ARTIFACTS / "plots")
+    card = _card(spec, split, proba, figures.metrics, config, run_id)
+    directory = keep(settings, pending, model, card, split.holdout, figures.deciles)
+    plots.save_figures(plotted, directory / ARTIFACTS / "plots")
     return directory
 
 
@@ -223,17 +268,6 @@ def _refit(
     return fit_catboost(best.params, pool, None, config, iterations=_trees(best))
 
 
-def _baseline_metrics(split: Split, spec: DatasetSpec, config: TrainSettings, baselines: dict[str, Baseline]) -> dict:
-    """`baseline_<name>_<metric>` on the holdout, and `baseline_<name>_valid_roc_auc` for the tuning comparison."""
-    y_holdout, y_valid = split.holdout[spec.target].to_numpy(), split.valid[spec.target].to_numpy()
-    figures = {}
-    for name, baseline in baselines.items():
-        metrics = evaluate(y_holdout, baseline.holdout_proba, config.top_k, config.calibration_bins)
-        figures.update({f"baseline_{name}_{k}": v for k, v in metrics.items()})
-        figures[f"baseline_{name}_valid_roc_auc"] = evaluate(y_valid, baseline.valid_proba)["roc_auc"]
-    return figures
-
-
 def _figures(
     model: CatBoostClassifier,
     tuning: TuningResult,
@@ -242,6 +276,7 @@ def _figures(
     config: TrainSettings,
     proba: np.ndarray,
     baselines: dict[str, Baseline],
+    deciles: pd.DataFrame,
 ) -> tuple[dict[str, Figure], list[str]]:
     """ROC, PR, calibration, lift/gain, importance, SHAP and Optuna figures; and the ones that could not be drawn."""
     y_true = split.holdout[spec.target].to_numpy()
@@ -252,7 +287,7 @@ def _figures(
         "roc": plots.roc_figure(y_true, probas),
         "precision_recall": plots.pr_figure(y_true, probas),
         "calibration": plots.calibration_figure(y_true, proba, config.calibration_bins),
-        "lift_gain": plots.lift_figure(decile_table(y_true, proba)),
+        "lift_gain": plots.lift_figure(deciles),
         "feature_importance": plots.importance_figure(
             pd.Series(model.get_feature_importance(), index=model.feature_names_)
         ),

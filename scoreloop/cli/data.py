@@ -20,18 +20,21 @@ def spec_infer(
     exclude: Annotated[list[str] | None, typer.Option(help="Columns to leave out (repeatable).")] = None,
     output: Annotated[Path, typer.Option("-o", "--output")] = Path("spec.yaml"),
 ) -> None:
-    """Write a first dataset spec for DATA (CSV or Parquet); review and edit it before training."""
+    """Write a first dataset spec for DATA (CSV or Parquet), with its delimiter and number format; review and edit
+    it before training."""
     from scoreloop.core.infer import infer_spec
-    from scoreloop.core.ingest import read_raw
+    from scoreloop.core.ingest import read_raw, sniff_delimiter
 
+    delimiter = sniff_delimiter(data)
     spec = infer_spec(
-        read_raw(data).frame,
+        read_raw(data, delimiter).frame,
         target,
         id_column=id_column,
         time_column=time_column,
         positive_label=positive,
         exclude=tuple(exclude or ()),
         name=data.name.split(".")[0],
+        delimiter=delimiter,
     )
     spec.save(output)
     show(f"spec written to {output}", spec.model_dump(exclude={"allowed_values", "ranges"}))
@@ -65,7 +68,7 @@ def ingest(
     spec: Annotated[Path, typer.Option(help="Dataset spec YAML.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Typed Parquet output.")],
 ) -> None:
-    """Coerce DATA against SPEC; rejected rows go to OUTPUT's .quarantine.csv with a reason each."""
+    """Read DATA against SPEC; rejected rows go to OUTPUT's .quarantine.csv with a reason each."""
     from scoreloop.core.ingest import ingest_file
     from scoreloop.core.spec import DatasetSpec
 

@@ -15,8 +15,7 @@ import pandas as pd
 from scoreloop.cli.app import console
 from scoreloop.cli.main import app
 from scoreloop.core.settings import Settings
-
-NOT_FEATURES = ("owner_email", "notes", "crm_internal_id")  # CRM bookkeeping columns, not lead attributes
+from scoreloop.core.synthetic import EXTRA_COLUMNS
 
 
 def run(*args: str) -> None:
@@ -66,7 +65,7 @@ def main(rows: int = 20_000, trials: int = 6) -> None:
         "lead_id",
         "--time",
         "created_at",
-        *[arg for column in NOT_FEATURES for arg in ("--exclude", column)],
+        *[arg for column in EXTRA_COLUMNS for arg in ("--exclude", column)],
         "-o",
         str(spec),
     )

@@ -3,34 +3,69 @@
 from __future__ import annotations
 
 import difflib
+import re
+from collections import Counter
 
 import pandas as pd
 
-from scoreloop.core.coerce import NEGATIVE_TOKENS, POSITIVE_TOKENS, is_missing, normalise_category, parse_number
-from scoreloop.core.spec import DatasetSpec, Range
+from scoreloop.core.coerce import (
+    GROUP_SPACES,
+    NEGATIVE_TOKENS,
+    POSITIVE_TOKENS,
+    is_missing,
+    normalise_category,
+    parse_number,
+)
+from scoreloop.core.spec import DatasetSpec, NumberFormat, Range
 
 NUMERIC_SHARE = 0.95  # share of non-missing values that must read as numbers
 DATE_SHARE = 0.9
 MAX_CATEGORIES = 50
 MIN_WORDS_FOR_TEXT = 3
 NEGATIVE_AS_ERRORS = 0.005  # a column this rarely negative is non-negative with a few bad values
+FORMAT_SAMPLE = 5000  # distinct values per column looked at to tell the number format
+_GROUPED = re.compile(rf"\d([.,{GROUP_SPACES}])\d{{3}}(?!\d)")
 
 
 def _present(series: pd.Series) -> pd.Series:
     return series[~series.map(is_missing)]
 
 
-def _try_number(value: object) -> float | None:
+def _try_number(value: object, fmt: NumberFormat) -> float | None:
     try:
-        return parse_number(value)
+        return parse_number(value, fmt)
     except ValueError:
         return None
 
 
-def _numeric_share(values: pd.Series) -> float:
+def _numeric_share(values: pd.Series, fmt: NumberFormat) -> float:
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return 1.0
-    return float(values.map(_try_number).notna().mean()) if len(values) else 0.0
+    return float(values.map(lambda value: _try_number(value, fmt)).notna().mean()) if len(values) else 0.0
+
+
+def infer_number_format(frame: pd.DataFrame, delimiter: str = ",") -> NumberFormat:
+    """The decimal mark and thousands separator the export's numbers are written in, judged on its numeric-looking
+    columns as a whole: the decimal mark under which more of their values read, on a tie '.' (',' in a
+    ';'-delimited file, which decimal-comma locales write); then the separator their digit groups use most."""
+    formats = {mark: NumberFormat(delimiter=delimiter, decimal=mark) for mark in (".", ",")}
+    read = Counter[str]()
+    grouped = Counter[str]()
+    for column in frame.columns:
+        values = _present(frame[column])
+        if pd.api.types.is_numeric_dtype(values) or values.empty:
+            continue
+        counts = values.astype(str).value_counts().head(FORMAT_SAMPLE)
+        fits = {mark: counts[[_try_number(text, fmt) is not None for text in counts.index]].sum()
+                for mark, fmt in formats.items()}  # fmt: skip
+        if max(fits.values()) >= NUMERIC_SHARE * counts.sum():
+            read.update(fits)
+            grouped.update({match: count for text, count in counts.items() for match in _GROUPED.findall(text)})
+    tie = "," if delimiter == ";" else "."
+    decimal = max(formats, key=lambda mark: (read[mark], mark == tie))
+    separators = [(count, sep) for sep, count in grouped.items() if sep != decimal]
+    thousands = {"thousands": max(separators)[1]} if separators else {}
+    return NumberFormat.model_validate({"delimiter": delimiter, "decimal": decimal, **thousands})
 
 
 def _date_share(values: pd.Series) -> float:
@@ -98,14 +133,17 @@ def infer_spec(
     positive_label: str | None = None,
     exclude: tuple[str, ...] = (),
     name: str = "dataset",
+    delimiter: str = ",",
 ) -> DatasetSpec:
-    """Classify every column of `frame` as id, time, target, numeric, categorical, text or ignored."""
+    """Classify every column of `frame` as id, time, target, numeric, categorical, text or ignored, and tell the
+    number format (`infer_number_format`) of a file whose fields are separated by `delimiter`."""
     for column in (target, id_column, time_column, *exclude):
         if column and column not in frame.columns:
             raise ValueError(f"column {column!r} not found; columns are {list(frame.columns)}")
     id_column = id_column or _guess_id(frame.drop(columns=[target, *exclude]))
     time_column = time_column or _guess_time(frame, {target, id_column or "", *exclude})
     taken = {target, id_column, time_column, *exclude}
+    fmt = infer_number_format(frame.drop(columns=[c for c in taken if c]), delimiter)
     numeric: list[str] = []
     categorical: list[str] = []
     text: list[str] = []
@@ -117,9 +155,9 @@ def infer_spec(
         values = _present(frame[column])
         if values.empty:
             continue
-        if _numeric_share(values) >= NUMERIC_SHARE:
+        if _numeric_share(values, fmt) >= NUMERIC_SHARE:
             numeric.append(column)
-            parsed = pd.to_numeric(values.map(_try_number))
+            parsed = pd.to_numeric(values.map(lambda value: _try_number(value, fmt)))
             if (parsed < 0).mean() <= NEGATIVE_AS_ERRORS:
                 ranges[column] = Range(min=0)
             continue
@@ -147,4 +185,5 @@ def infer_spec(
         text=text,
         allowed_values=allowed,
         ranges=ranges,
+        format=fmt,
     )

@@ -24,8 +24,12 @@ class ModelCard(BaseModel):
     """What was fitted alongside the classifier and must travel with it."""
 
     spec: DatasetSpec
-    score_quantiles: list[float] = Field(description="101 quantiles of validation probabilities: score = percentile.")
-    tier_cutoffs: dict[str, float] = Field(description="Tier -> minimum probability, best tier first.")
+    score_quantiles: list[float] = Field(
+        description="101 quantiles of the holdout probabilities (see `fit_card_scale`): score = percentile."
+    )
+    tier_cutoffs: dict[str, float] = Field(
+        description="Tier -> minimum probability, best tier first, fitted on the same holdout probabilities."
+    )
     windows: dict[str, str] = Field(default_factory=dict, description="ISO bounds of the train/valid/holdout slices.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Holdout metrics of this model.")
     run_id: str | None = None
@@ -54,7 +58,13 @@ def make_pool(rows: pd.DataFrame, spec: DatasetSpec, label: pd.Series | None = N
 
 
 def fit_card_scale(valid_proba: np.ndarray, tiers: dict[str, float]) -> tuple[list[float], dict[str, float]]:
-    """Score scale and tier cut-offs from validation probabilities: tier T holds the top `tiers[T]` share."""
+    """Score scale and tier cut-offs from probabilities on rows the model never trained on. Training passes the
+    refit model's holdout probabilities as `valid_proba` (the refit learns from train+valid, so validation rows
+    would score too well).
+
+    Tier T's cut-off leaves the top `tiers[T]` share of those rows at or above it, so T and the better tiers
+    together hold that share; the rest are LOWEST_TIER.
+    """
     quantiles = np.quantile(valid_proba, np.linspace(0, 1, 101)).tolist()
     by_share = sorted(tiers.items(), key=lambda item: item[1])
     cutoffs = {tier: float(np.quantile(valid_proba, 1 - share)) for tier, share in by_share}
@@ -62,11 +72,12 @@ def fit_card_scale(valid_proba: np.ndarray, tiers: dict[str, float]) -> tuple[li
 
 
 def to_scores(proba: np.ndarray, quantiles: list[float]) -> np.ndarray:
-    """0-100 score: the share of validation records scoring below this probability (a percentile rank)."""
+    """0-100 score: the percentage of the holdout records the scale was fitted on that score below `proba`."""
     return np.clip(np.searchsorted(np.asarray(quantiles), proba, side="right") - 1, 0, 100).astype(int)
 
 
 def to_tiers(proba: np.ndarray, cutoffs: dict[str, float]) -> np.ndarray:
+    """The best tier whose cut-off each probability reaches; LOWEST_TIER below every cut-off."""
     tiers = np.full(len(proba), LOWEST_TIER, dtype=object)
     for tier, cutoff in reversed(list(cutoffs.items())):
         tiers[proba >= cutoff] = tier

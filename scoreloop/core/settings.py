@@ -25,10 +25,10 @@ class SearchSpace(BaseModel):
 
     The number of trees is not searched: every trial grows up to `max_iterations` and early stopping on the
     validation slice picks the count. Learning rates stop at 0.15: faster ones converge in a handful of trees, where
-    the noise of a small validation slice picks the winner (measured: worse holdout AUC than CatBoost's defaults on
-    both benchmark datasets with (0.02, 0.3) and 600 trees; better with (0.01, 0.15) and 1000). Class weights change
-    the predicted probabilities: "Balanced" inflates the positive class by the full class ratio, so it is left out
-    by default (calibration is part of the gate).
+    the noise of a small validation slice picks the winner (benchmarks/README.md, tuning: worse holdout AUC than
+    CatBoost's defaults on both datasets with (0.02, 0.3) and 600 trees; better with (0.01, 0.15) and 1000). Class
+    weights change the predicted probabilities: "Balanced" inflates the positive class by the full class ratio, so it
+    is left out by default (calibration is part of the gate).
     """
 
     depth: tuple[int, int] = (4, 8)
@@ -72,7 +72,7 @@ class TrainSettings(BaseModel):
     threads: int = Field(2, ge=1)
     tiers: dict[str, float] = Field(
         default_factory=lambda: {"A": 0.10, "B": 0.30, "C": 0.60},
-        description="Tier name -> share of validation records at or above its cut-off (the rest are 'D').",
+        description="Tier name -> share of holdout records at or above its cut-off (the rest are 'D').",
     )
 
 

@@ -1,13 +1,13 @@
 """The dataset spec: what a table of records must look like before anything trains on or scores it.
 
-A spec is a small YAML file, validated by pydantic, that names the id, target and event-time columns and the
-typed feature lists. Ingestion, training, serving and monitoring all read the same spec.
+A spec is a small YAML file, validated by pydantic, that names the id, target and event-time columns, the typed
+feature lists and how the export writes numbers. Ingestion, training, serving and monitoring all read the same spec.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,6 +30,32 @@ class Range(BaseModel):
         return None
 
 
+class NumberFormat(BaseModel):
+    """How an export separates fields and writes numbers. A value such as '1.234' is read by the declared format
+    (1.234 with decimal '.', 1234 with decimal ',' and thousands '.'), never guessed per value. Spaces (also
+    non-breaking) and "'" between digit groups are always thousands separators: they are never a decimal mark."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    delimiter: Literal[",", ";", "\t", "|"] = ","
+    decimal: Literal[".", ","] = "."
+    thousands: Literal[",", ".", " ", "\u00a0", "\u202f", "'"] = ","
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_thousands(cls, data: Any) -> Any:
+        """Absent thousands: the other of '.' and ','."""
+        if isinstance(data, dict) and "thousands" not in data:
+            return {**data, "thousands": "," if data.get("decimal", ".") == "." else "."}
+        return data
+
+    @model_validator(mode="after")
+    def _check_marks(self) -> Self:
+        if self.thousands == self.decimal:
+            raise ValueError(f"format: thousands {self.thousands!r} cannot also be the decimal mark")
+        return self
+
+
 class DatasetSpec(BaseModel):
     """Declared shape of a scoring dataset (one row per scored entity)."""
 
@@ -47,7 +73,13 @@ class DatasetSpec(BaseModel):
         default_factory=dict,
         description="Canonical values per categorical feature; close misspellings are mapped onto them.",
     )
+    closed: list[str] = Field(
+        default_factory=list,
+        description="Categorical features whose values outside allowed_values are refused; elsewhere such a value "
+        "is kept and counted as unseen.",
+    )
     ranges: dict[str, Range] = Field(default_factory=dict)
+    format: NumberFormat = Field(default_factory=NumberFormat, description="Field delimiter and number format.")
     required: list[str] = Field(
         default_factory=list,
         description="Features a record to score must carry; the others may be missing (they are scored as missing).",
@@ -83,6 +115,11 @@ class DatasetSpec(BaseModel):
             unknown = sorted(set(getattr(self, key)) - set(known))
             if unknown:
                 raise ValueError(f"{key} names {unknown}, which are not {kind} features {known}")
+        if unknown := sorted(set(self.closed) - set(self.allowed_values)):
+            raise ValueError(
+                f"closed names {unknown}, which are not categorical features with allowed_values "
+                f"{sorted(self.allowed_values)}"
+            )
         if unknown := sorted(set(self.required) - set(self.features)):
             raise ValueError(f"required names {unknown}, which are not features {self.features}")
         return self

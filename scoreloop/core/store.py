@@ -4,9 +4,9 @@ SQLite under the home by default (WAL, synchronous=FULL: a committed write survi
 URL for a team. Serving writes to it; monitoring and retraining read from it; nothing else owns these tables.
 
 The scoring log is columnar: one database row per scored batch (a request, a file chunk, a day of a simulation)
-holding its records as two Arrow IPC blobs, scores and features. Logging 1,000 records is then one insert of
-~100 kB (~0.3 ms) instead of 1,000 indexed rows with a JSON document each (~6 ms of the server's CPU and GIL);
-reading decodes Arrow instead of parsing JSON. Windows select batches by their `scored_at`; outcomes join on
+holding its records as two Arrow IPC blobs, scores and features. Logging 1,000 records is then one insert instead
+of 1,000 indexed rows with a JSON document each, a fraction of the server's CPU and GIL (benchmarks/README.md,
+serving); reading decodes Arrow instead of parsing JSON. Windows select batches by their `scored_at`; outcomes join on
 `record_id` after reading, as before.
 """
 

@@ -6,6 +6,9 @@ that have arrived; only labelled records train, and labels exist only for record
 population rather than only about what the previous model picked. Every retrain compares its window with the
 previous one (feature drift between the training sets, label coverage, positive rate), records why it promoted
 or refused in an MLflow run, and leaves a report under the home.
+
+Collect (`_window_rows`), train and gate (the training stage, which records its own runs), compute
+(`retrain_findings`: pure, a `RetrainFindings`), publish (`publish_retrain`: the retrain's run, page and index).
 """
 
 from __future__ import annotations
@@ -19,43 +22,65 @@ from typing import Any, Literal
 import mlflow
 import pandas as pd
 
+from scoreloop.core.metrics import positive_rate
 from scoreloop.core.pages import new_report_dir, table, write_index, write_report
 from scoreloop.core.policy import EXPLORE, ipw_weights
 from scoreloop.core.settings import Settings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import RecordStore
 from scoreloop.core.tracking import configure, load_registered
-from scoreloop.monitoring.drift import build_drift_report
-from scoreloop.training.promote import promote
+from scoreloop.monitoring.drift import DriftSummary, build_drift_report
+from scoreloop.training.promote import GateDecision, promote
 from scoreloop.training.train import TrainResult, train_rows
 
 TimeBasis = Literal["scored_at", "record"]
 
 
 @dataclass(frozen=True)
-class RetrainResult:
-    """What a retrain did: `outcome` is promoted, refused (by the gate) or not-trained, with the reason."""
+class RetrainFindings:
+    """What a retrain found and decided: `outcome` is promoted, refused (by the gate) or not-trained, with the
+    reason; the training window's bounds and rows, its comparison with the previous window (coverage, positive
+    rate, exploration, drift between the training sets), and the gate's figures."""
 
     outcome: str
     reason: str
     window: dict[str, str]
     rows: int
     comparison: dict[str, Any]
-    run_id: str
-    report_dir: Path
+    drifted: tuple[str, ...]
+    ipw: bool
+    params: dict[str, Any]
     train: TrainResult | None = None
     gate: dict[str, Any] = field(default_factory=dict)
 
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """A published retrain: its findings, the retrain's MLflow run and its report folder."""
+
+    findings: RetrainFindings
+    run_id: str
+    report_dir: Path
+
+    @property
+    def outcome(self) -> str:
+        return self.findings.outcome
+
+    @property
+    def reason(self) -> str:
+        return self.findings.reason
+
     def to_dict(self) -> dict[str, Any]:
+        found = self.findings
         return {
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "window": self.window,
-            "rows": self.rows,
-            "version": self.train.version if self.train else None,
+            "outcome": found.outcome,
+            "reason": found.reason,
+            "window": found.window,
+            "rows": found.rows,
+            "version": found.train.version if found.train else None,
             "run_id": self.run_id,
             "report": str(self.report_dir / "summary.html"),
-            **{f"compare.{k}": v for k, v in self.comparison.items() if not isinstance(v, dict | list)},
+            **{f"compare.{k}": v for k, v in found.comparison.items() if not isinstance(v, dict | list)},
         }
 
 
@@ -102,7 +127,7 @@ def compare_windows(
         figures[f"{name}_scored"] = count
         figures[f"{name}_labelled"] = len(rows)
         figures[f"{name}_label_coverage"] = len(rows) / count if count else float("nan")
-        figures[f"{name}_positive_rate"] = float(rows[spec.target].mean()) if len(rows) else float("nan")
+        figures[f"{name}_positive_rate"] = positive_rate(rows[spec.target])
         figures[f"{name}_explored_share"] = float((rows["policy"] == EXPLORE).mean()) if len(rows) else float("nan")
     return figures
 
@@ -131,36 +156,67 @@ def retrain(
     start, previous_start = end - window, end - 2 * window
     current, previous, scored = _window_rows(store, spec, basis, (previous_start, start, end))
     out_dir = new_report_dir(settings.reports_dir, "retrain")
+    drift = build_drift_report(previous, current, spec, out_dir) if len(current) and len(previous) else None
+    bounds = {"start": start.isoformat(), "end": end.isoformat(), "previous_start": previous_start.isoformat()}
+    source = f"scoring log {start:%Y%m%dT%H%M%S} to {end:%Y%m%dT%H%M%S}"
+    trained, decision, failure = _train_and_gate(settings, spec, current, ipw, source, study_name)
+    params = {"window": str(window), "basis": basis, "ipw": ipw, "ipw_clip": settings.policy.ipw_clip, **bounds}
+    findings = retrain_findings(
+        current,
+        previous,
+        scored,
+        spec,
+        drift,
+        window=bounds,
+        params=params,
+        ipw=ipw,
+        trained=trained,
+        decision=decision,
+        failure=failure,
+    )
+    return publish_retrain(settings, out_dir, findings)
+
+
+def _train_and_gate(
+    settings: Settings, spec: DatasetSpec, current: pd.DataFrame, ipw: bool, source: str, study_name: str | None
+) -> tuple[TrainResult | None, GateDecision | None, str]:
+    """Train a challenger on the window's rows and run the gate; or say why nothing could be trained."""
+    weights = ipw_weights(current["propensity"], settings.policy.ipw_clip) if ipw else None
+    rows = current.drop(columns=["propensity", "policy"])
+    try:
+        trained = train_rows(settings, spec, rows, source=source, weights=weights, study_name=study_name)
+    except ValueError as exc:
+        return None, None, f"not trained: {exc}"
+    return trained, promote(settings), ""
+
+
+def retrain_findings(
+    current: pd.DataFrame,
+    previous: pd.DataFrame,
+    scored: tuple[int, int],
+    spec: DatasetSpec,
+    drift: DriftSummary | None,
+    *,
+    window: dict[str, str],
+    params: dict[str, Any],
+    ipw: bool,
+    trained: TrainResult | None,
+    decision: GateDecision | None,
+    failure: str = "",
+) -> RetrainFindings:
+    """The window comparison (with the drift between the training sets, when both have rows) and the outcome: the
+    gate's verdict and reason, or `not-trained` with `failure`."""
     comparison = compare_windows(current, previous, scored, spec)
-    drifted: list[str] = []
-    if len(current) and len(previous):
-        drift = build_drift_report(previous, current, spec, out_dir)
-        drifted = [c.column for c in drift.columns if c.drifted]
+    drifted: tuple[str, ...] = ()
+    if drift is not None:
+        drifted = tuple(c.column for c in drift.columns if c.drifted)
         comparison |= {"drifted_columns": drift.drifted_columns, "share_drifted": drift.share_drifted}
         comparison["drift_score"] = {c.column: c.score for c in drift.columns}
-    bounds = {"start": start.isoformat(), "end": end.isoformat(), "previous_start": previous_start.isoformat()}
-    weights = ipw_weights(current["propensity"], settings.policy.ipw_clip) if ipw else None
-    trained, gate, outcome, reason = None, {}, "not-trained", ""
-    try:
-        trained = train_rows(
-            settings,
-            spec,
-            current.drop(columns=["propensity", "policy"]),
-            source=f"scoring log {start:%Y%m%dT%H%M%S} to {end:%Y%m%dT%H%M%S}",
-            weights=weights,
-            study_name=study_name,
-        )
-    except ValueError as exc:
-        reason = f"not trained: {exc}"
-    if trained is not None:
-        decision = promote(settings)
-        gate = decision.to_dict()
-        outcome, reason = ("promoted" if decision.promoted else "refused"), decision.reason
-    params = {"window": str(window), "basis": basis, "ipw": ipw, "ipw_clip": settings.policy.ipw_clip, **bounds}
-    run_id = _log_run(settings, out_dir, outcome, reason, params, comparison, trained)
-    result = RetrainResult(outcome, reason, bounds, len(current), comparison, run_id, out_dir, trained, gate)
-    _write_report(settings, result, drifted, ipw)
-    return result
+    if trained is None or decision is None:
+        outcome, reason, gate = "not-trained", failure, {}
+    else:
+        outcome, reason, gate = ("promoted" if decision.promoted else "refused"), decision.reason, decision.to_dict()
+    return RetrainFindings(outcome, reason, window, len(current), comparison, drifted, ipw, params, trained, gate)
 
 
 def _after_last(store: RecordStore) -> datetime:
@@ -186,36 +242,42 @@ def _window_rows(
     return current, previous, (len(parts[0]), len(parts[1]))
 
 
-def _log_run(
-    settings: Settings,
-    out_dir: Path,
-    outcome: str,
-    reason: str,
-    params: dict[str, Any],
-    comparison: dict[str, Any],
-    trained: TrainResult | None,
-) -> str:
-    """The retrain's own run in the training experiment: window comparison, outcome and reason, report folder."""
+def publish_retrain(settings: Settings, out_dir: Path, findings: RetrainFindings) -> RetrainResult:
+    """The retrain's own run in the training experiment, its summary page (listed on the index) as the run's
+    artifacts."""
+    run_id = _log_run(settings, out_dir, findings)
+    summary, body = retrain_page(findings, run_id)
+    write_report(out_dir, summary, body)
     configure(settings)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_artifacts(str(out_dir), "retrain")
+    write_index(settings.reports_dir)
+    return RetrainResult(findings, run_id, out_dir)
+
+
+def _log_run(settings: Settings, out_dir: Path, findings: RetrainFindings) -> str:
+    """Window comparison as metrics and JSON, outcome and reason as tags; returns the run id."""
+    configure(settings)
+    trained, comparison = findings.train, findings.comparison
     tags = {
         "scoreloop.role": "retrain",
         "scoreloop.model_version": trained.version if trained else "none",
-        "retrain.outcome": outcome,
-        "retrain.reason": reason[:5000],
+        "retrain.outcome": findings.outcome,
+        "retrain.reason": findings.reason[:5000],
         **({"scoreloop.study_run_id": trained.run_id} if trained else {}),
     }
     scalars = {f"window.{k}": float(v) for k, v in comparison.items() if isinstance(v, int | float) and v == v}
     drift = {f"window.drift_score.{k}": v for k, v in comparison.get("drift_score", {}).items()}
     with mlflow.start_run(run_name=out_dir.name, tags=tags) as run:
-        mlflow.log_params(params)
+        mlflow.log_params(findings.params)
         mlflow.log_metrics({**scalars, **drift})
         mlflow.log_dict(comparison, "window_comparison.json")
     return run.info.run_id
 
 
-def _write_report(settings: Settings, result: RetrainResult, drifted: list[str], ipw: bool) -> None:
-    """The retrain's summary page (listed on the index) and its artifacts in the retrain run."""
-    c = result.comparison
+def retrain_page(findings: RetrainFindings, run_id: str) -> tuple[dict[str, Any], str]:
+    """The retrain's `summary.json` content and page body: outcome and reason, the two windows, the gate."""
+    c = findings.comparison
     rows = [
         {
             "window": name,
@@ -227,39 +289,34 @@ def _write_report(settings: Settings, result: RetrainResult, drifted: list[str],
         }
         for name in ("current", "previous")
     ]
-    files = {"training-set drift (Evidently)": "drift.html"} if (result.report_dir / "drift.html").exists() else {}
     summary = {
         "kind": "retrain",
-        "title": f"retrain on {result.window['start'][:10]} .. {result.window['end'][:10]}",
-        "status": {"promoted": "promoted", "refused": "refused"}.get(result.outcome, "info"),
-        "model_version": result.train.version if result.train else "none",
+        "title": f"retrain on {findings.window['start'][:10]} .. {findings.window['end'][:10]}",
+        "status": {"promoted": "promoted", "refused": "refused"}.get(findings.outcome, "info"),
+        "model_version": findings.train.version if findings.train else "none",
         "headline": {
-            "drifted": drifted,
+            "drifted": list(findings.drifted),
             "drifted_columns": c.get("drifted_columns"),
-            "labelled": result.rows,
-            "roc_auc": result.gate.get("challenger_value"),
+            "labelled": findings.rows,
+            "roc_auc": findings.gate.get("challenger_value"),
         },
-        "outcome": result.outcome,
-        "reason": result.reason,
-        "ipw": ipw,
-        "window": result.window,
+        "outcome": findings.outcome,
+        "reason": findings.reason,
+        "ipw": findings.ipw,
+        "window": findings.window,
         "comparison": c,
-        "gate": result.gate,
-        "run_id": result.run_id,
-        "files": files,
+        "gate": findings.gate,
+        "run_id": run_id,
+        "files": {"training-set drift (Evidently)": "drift.html"} if "drift_score" in c else {},
     }
     body = (
-        f"<p><b>{html.escape(result.outcome)}</b>: {html.escape(result.reason)}</p>"
-        f"<p>Trained on {result.rows} labelled records"
-        f"{' weighted by clipped inverse propensity' if ipw else ''}; MLflow run {html.escape(result.run_id)}.</p>"
+        f"<p><b>{html.escape(findings.outcome)}</b>: {html.escape(findings.reason)}</p>"
+        f"<p>Trained on {findings.rows} labelled records"
+        f"{' weighted by clipped inverse propensity' if findings.ipw else ''}; MLflow run {html.escape(run_id)}.</p>"
         "<h2>Training window vs the previous one</h2>"
         + table(rows)
-        + f"<p>Features drifted between the training sets: {html.escape(', '.join(drifted) or 'none')}.</p>"
+        + f"<p>Features drifted between the training sets: {html.escape(', '.join(findings.drifted) or 'none')}.</p>"
         + "<h2>Gate</h2>"
-        + table([{"figure": k, "value": v} for k, v in result.gate.items()])
+        + table([{"figure": k, "value": v} for k, v in findings.gate.items()])
     )
-    write_report(result.report_dir, summary, body)
-    configure(settings)
-    with mlflow.start_run(run_id=result.run_id):
-        mlflow.log_artifacts(str(result.report_dir), "retrain")
-    write_index(settings.reports_dir)
+    return summary, body

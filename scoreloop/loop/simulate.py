@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scoreloop.core.metrics import expected_auc, roc_auc
 from scoreloop.core.pages import new_figure, new_report_dir, png, table, write_index, write_report
 from scoreloop.core.policy import EXPLORE, work_plan
 from scoreloop.core.settings import Settings
@@ -40,7 +41,6 @@ from scoreloop.core.synthetic import (
 from scoreloop.core.tracking import configure, copy_version, load_registered
 from scoreloop.loop.retrain import retrain
 from scoreloop.monitoring.feedback import feedback_report
-from scoreloop.monitoring.metrics import expected_auc, roc_auc
 from scoreloop.monitoring.monitor import Window, monitor_period
 from scoreloop.training.promote import promote
 from scoreloop.training.train import TrainResult, train_rows
@@ -190,7 +190,7 @@ def simulate(
             period, reference = bounds[cycle + 1] - bounds[cycle], Window(bounds[cycle - 1], bounds[cycle])
             status = monitor_period(settings, period, end=bounds[cycle + 1], reference=reference, store=store).status
         start = bounds[max(cycle + 1 - config.window, 1)]
-        outcome = retrain(
+        retrained = retrain(
             settings,
             bounds[cycle + 1] - start,
             end=bounds[cycle + 1],
@@ -214,8 +214,8 @@ def simulate(
                 truth,
                 observed,
                 status,
-                outcome.outcome,
-                outcome.reason,
+                retrained.outcome,
+                retrained.reason,
             )
         )
     feedback_report(settings, store=store, title=f"feedback loop: {label}")

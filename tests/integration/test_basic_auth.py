@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.integration.conftest import clean_env, cli, free_port, mlflow_server_command, running
+from tests.support import clean_env, cli, free_port, mlflow_server_command, running
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[2]

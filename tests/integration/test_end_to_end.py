@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 from pathlib import Path
 
 import mlflow
@@ -10,7 +11,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.integration.conftest import cli
+from scoreloop.core.pages import fmt
+from scoreloop.core.settings import MonitorSettings
+from scoreloop.core.spec import DatasetSpec
+from tests.support import cli
 
 pytestmark = pytest.mark.slow
 
@@ -82,10 +86,72 @@ def test_monitor_writes_a_drift_report(trained_home: Path, client: MlflowClient)
     )
     reports = list((trained_home / "reports").glob("*-drift"))
     assert len(reports) == 1
-    assert (reports[0] / "drift.html").stat().st_size > 10_000
-    summary = json.loads((reports[0] / "drift.json").read_text())
-    assert summary["metrics"]
+    report, spec = reports[0], DatasetSpec.load(trained_home / "spec.yaml")
+    compared = {*spec.numeric, *spec.categorical}
+    snapshot = json.loads((report / "drift.json").read_text())
+    evidently = {
+        m["config"]["column"]: m["value"] for m in snapshot["metrics"] if m["config"]["type"].endswith(":ValueDrift")
+    }
+    assert set(evidently) == compared  # Evidently tested every feature the model consumes, and nothing else
+    summary = json.loads((report / "summary.json").read_text())
+    figures = summary["figures"]
+    assert "source" in figures["drifted"]  # the generator shifts the lead-source mix most over its months
+    assert set(figures["drifted"]) <= compared and figures["drift_score"] == pytest.approx(evidently)
+    assert all(column in (report / "drift.html").read_text() for column in compared)  # Evidently's page names them
+
+    tables = read_tables((report / "summary.html").read_text())
+    features = {row["feature"]: row for row in tables["Features"]}
+    assert set(features) == compared
+    assert {column for column, row in features.items() if row["drifted"] == "yes"} == set(figures["drifted"])
+    assert all(row["drift score"] == fmt(evidently[column]) for column, row in features.items())
+    share = tables["Checks"][0]
+    assert share["check"] == "max feature drift share" and share["figure"] == fmt(figures["share_drifted"])
+    assert share["status"] == ("fail" if figures["share_drifted"] > MonitorSettings().max_drift_share else "pass")
+    assert summary["status"] == ("fail" if any(row["status"] == "fail" for row in tables["Checks"]) else "pass")
+
     experiment = client.get_experiment_by_name("scoreloop-monitoring")
-    runs = client.search_runs([experiment.experiment_id])
-    assert runs[0].data.tags["scoreloop.model_version"] == "1"
-    assert runs[0].data.metrics["drifted_columns"] >= 1  # the export was generated with covariate drift
+    run = client.search_runs([experiment.experiment_id])[0]
+    assert run.data.tags["scoreloop.model_version"] == "1" and run.data.tags["scoreloop.status"] == summary["status"]
+    assert run.data.metrics["drifted_columns"] == figures["drifted_columns"] >= 1
+    assert run.data.metrics["drift_score.source"] == pytest.approx(evidently["source"])
+
+
+class _Tables(HTMLParser):
+    """A page's tables as rows of {header: cell text}, each under the text of the heading before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[dict[str, str]]] = {}
+        self.heading, self.text = "", None
+        self.header: list[str] = []
+        self.row: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in ("h1", "h2", "h3", "th", "td"):
+            self.text = ""
+        elif tag == "table":
+            self.tables[self.heading], self.header = [], []
+        elif tag == "tr":
+            self.row = []
+
+    def handle_data(self, data: str) -> None:
+        if self.text is not None:
+            self.text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("h1", "h2", "h3"):
+            self.heading = self.text.strip()
+        elif tag == "th":
+            self.header.append(self.text)
+        elif tag == "td":
+            self.row.append(self.text)
+        elif tag == "tr" and self.row:
+            self.tables[self.heading].append(dict(zip(self.header, self.row, strict=True)))
+        if tag in ("h1", "h2", "h3", "th", "td"):
+            self.text = None
+
+
+def read_tables(page: str) -> dict[str, list[dict[str, str]]]:
+    parser = _Tables()
+    parser.feed(page)
+    return parser.tables

@@ -6,17 +6,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from scoreloop.core.metrics import evaluate, improvement
 from scoreloop.core.pages import read_summaries
 from scoreloop.core.policy import EXPLOIT, EXPLORE, SKIP
-from scoreloop.core.settings import PolicySettings, SearchSpace, Settings, TrainSettings
+from scoreloop.core.settings import GateSettings, PolicySettings, SearchSpace, Settings, TrainSettings
 from scoreloop.core.store import RecordStore
-from scoreloop.core.tracking import configure
+from scoreloop.core.tracking import CHAMPION, configure, load_version
 from scoreloop.loop.simulate import EVALUATION, CycleResult, SimulationConfig, lead_spec, policy_totals, run_simulation
-from tests.integration.conftest import cli
+from scoreloop.training.tags import HOLDOUT_ARTIFACT
+from tests.support import cli
 
 pytestmark = pytest.mark.slow
 
@@ -97,8 +100,9 @@ def test_the_feedback_report_compares_versions(loop) -> None:
 
 
 def test_sliding_window_retrain_from_the_cli(loop) -> None:
-    """`scoreloop retrain --window 31d --ipw` on what the explore policy logged: challenger, gate, reason, and the
-    comparison of the training window with the previous one, in a report and an MLflow run."""
+    """`scoreloop retrain --window 28d --ipw` on what the explore policy logged: challenger, gate, reason, and the
+    comparison of the training window with the previous one, in a report and an MLflow run. The outcome must follow
+    from the gate's recorded figures and settings, and those figures from re-scoring both versions."""
     home = loop[0]
     env = {
         "SCORELOOP_MODEL_NAME": "scoreloop-model-sim-explore-ipw",
@@ -108,9 +112,9 @@ def test_sliding_window_retrain_from_the_cli(loop) -> None:
         "SCORELOOP_TRAIN__BASELINES": "false",
     }
     run = cli(home, "retrain", "--window", "28d", "--ipw", "--trials", "1", env=env)
-    assert "retrain: promoted" in run.stdout or "retrain: refused" in run.stdout, run.stdout
     summary = read_summaries(home / "reports")[-1]
     assert summary["kind"] == "retrain" and summary["ipw"] is True
+    assert f"retrain: {summary['outcome']}" in run.stdout, run.stdout
     assert summary["reason"].startswith("roc_auc: challenger") and summary["outcome"] in ("promoted", "refused")
     c = summary["comparison"]
     for window in ("current", "previous"):
@@ -127,3 +131,26 @@ def test_sliding_window_retrain_from_the_cli(loop) -> None:
     assert logged.data.metrics["window.current_labelled"] == c["current_labelled"]
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
     assert "window_comparison.json" in artifacts
+    assert_outcome_follows_from_the_gate(summary, env["SCORELOOP_MODEL_NAME"], client)
+
+
+def assert_outcome_follows_from_the_gate(summary: dict, name: str, client: MlflowClient) -> None:
+    """The recorded gate ran with the CLI's settings (the environment sets no gate, top-k or bins: defaults), its
+    figures are what re-scoring both versions on its holdout gives, the verdict is what they give against the
+    margin and the ECE tolerance, and the champion alias moved (or not) accordingly."""
+    gate, train = summary["gate"], TrainSettings()
+    assert {k: gate[k] for k in ("metric", "margin", "ece_tolerance")} == GateSettings().model_dump()
+    assert gate["champion_version"] is not None and gate["challenger_version"] == summary["model_version"]
+    holdout_run = gate["holdout"].split()[1]  # "run <id> (<n> rows)"
+    holdout = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=holdout_run, artifact_path=HOLDOUT_ARTIFACT))
+    for side in ("challenger", "champion"):
+        model = load_version(name, gate[f"{side}_version"])
+        scores = evaluate(holdout[model.spec.target], model.predict_proba(holdout), train.top_k, train.calibration_bins)
+        assert gate[f"{side}_value"] == pytest.approx(scores[gate["metric"]]), side
+        assert gate[f"{side}_ece"] == pytest.approx(scores["ece"]), side
+    gain = improvement(gate["metric"], gate["challenger_value"], gate["champion_value"])
+    calibrated = gate["challenger_ece"] - gate["champion_ece"] <= gate["ece_tolerance"]
+    promoted = gain >= gate["margin"] and calibrated
+    assert gate["promoted"] is promoted and summary["outcome"] == ("promoted" if promoted else "refused"), gate
+    champion = client.get_model_version_by_alias(name, CHAMPION).version
+    assert str(champion) == gate["challenger_version" if promoted else "champion_version"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.integration.conftest import clean_env, cli
+from tests.support import clean_env, cli
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ from scoreloop.loop.simulate import lead_spec, log_outcomes, log_scored
 from scoreloop.monitoring.monitor import MonitorReport, Window, monitor_period
 from scoreloop.training.promote import promote
 from scoreloop.training.train import train_rows
-from tests.integration.conftest import cli
+from tests.support import cli
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import pytest
 
 from scoreloop.core.store import RecordStore, ipc_bytes, ipc_table
 from scoreloop.serving.arrow import ARROW_STREAM, BYTES_PER_RECORD
-from tests.integration.conftest import cli
+from tests.support import cli
 
 pytestmark = pytest.mark.slow
 

@@ -18,16 +18,12 @@ import pytest
 
 from scoreloop.core.store import RecordStore
 from scoreloop.serving.bento import PROJECT_ROOT
-from tests.integration.conftest import clean_env, cli, free_port, running
+from tests.support import clean_env, cli, free_port, running, serve_command
 
 pytestmark = pytest.mark.slow
 
 KEY = "test-feedback-key"
 TAG = "scoreloop-model:mlflow-v1"
-
-
-def serve_command(home: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "scoreloop", "--home", str(home), "serve", "--port", str(port)]
 
 
 def stored_outcomes(home: Path) -> set[str]:

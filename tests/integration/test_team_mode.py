@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from scoreloop.core.store import Outcome, RecordStore, ScoredBatch
-from tests.integration.conftest import clean_env, cli, free_port, mlflow_server_command, running
+from tests.support import clean_env, cli, free_port, mlflow_server_command, running
 
 PG = os.environ.get("SCORELOOP_TEST_PG", "")
 pytestmark = [

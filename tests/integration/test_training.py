@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from scoreloop.core.settings import Settings
 from scoreloop.core.tracking import load_registered
-from tests.integration.conftest import cli
+from tests.support import cli
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from scoreloop.core.tracking import load_version
-from tests.integration.conftest import clean_env, cli, free_port, mlflow_server_command, running
+from tests.support import clean_env, cli, free_port, mlflow_server_command, running
 
 pytestmark = pytest.mark.slow
 

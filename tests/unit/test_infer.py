@@ -7,8 +7,8 @@ import re
 import pandas as pd
 import pytest
 
-from scoreloop.core.infer import infer_spec
-from scoreloop.core.spec import DatasetSpec, Range
+from scoreloop.core.infer import infer_number_format, infer_spec
+from scoreloop.core.spec import DatasetSpec, NumberFormat, Range
 
 N = 120
 
@@ -172,7 +172,54 @@ def test_inferred_spec_round_trips_through_yaml(tmp_path):
     assert loaded.ranges["revenue"] == Range(min=0)
 
 
+@pytest.mark.parametrize(
+    ("revenue", "delimiter", "expected"),
+    [
+        (["$1,200.50", "1,250", "3.5", "12"], ",", NumberFormat()),
+        (["1.200,50 €", "1.250", "3,5", "12"], ";", NumberFormat(delimiter=";", decimal=",", thousands=".")),
+        (["1 200,50", "1 250", "3,5", "12"], ";", NumberFormat(delimiter=";", decimal=",", thousands=" ")),
+        (["1\u00a0200,50", "3,5"], ",", NumberFormat(decimal=",", thousands="\u00a0")),
+        (["1'200.50", "3.5"], ",", NumberFormat(thousands="'")),
+        (["1.234", "12"], ",", NumberFormat()),  # ambiguous everywhere: the default
+        (["1.234", "12"], ";", NumberFormat(delimiter=";", decimal=",", thousands=".")),  # a ';' file: the locale's
+    ],
+)
+def test_the_number_format_is_told_by_the_numeric_columns_as_a_whole(revenue, delimiter, expected):
+    frame = _leads(len(revenue) * 10, revenue=revenue * 10)
+    assert infer_number_format(frame, delimiter) == expected
+    assert infer_spec(frame, "converted", delimiter=delimiter).format == expected
+
+
+def test_a_decimal_comma_column_is_numeric_under_the_format_it_shows():
+    spec = infer_spec(_leads(revenue=[f"{i},5 €" for i in range(N)]), "converted", delimiter=";")
+    assert spec.format.decimal == ","
+    assert "revenue" in spec.numeric and spec.ranges["revenue"] == Range(min=0)
+
+
 # --------------------------------------------------------------------------------------------------- spec validation
+
+
+def test_spec_closes_only_categorical_features_with_allowed_values():
+    with pytest.raises(ValueError, match=re.escape("closed names ['x'], which are not categorical features with")):
+        DatasetSpec(target="y", positive_label="1", categorical=["c", "x"], allowed_values={"c": ["a"]}, closed=["x"])
+
+
+@pytest.mark.parametrize(
+    ("fmt", "message"),
+    [
+        ({"decimal": ",", "thousands": ","}, "thousands ',' cannot also be the decimal mark"),
+        ({"delimiter": ":"}, "Input should be ',', ';', '\\t' or '|'"),
+        ({"decimal": " "}, "Input should be '.' or ','"),
+    ],
+)
+def test_spec_rejects_an_impossible_number_format_naming_the_allowed_values(fmt, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        DatasetSpec(target="y", positive_label="1", numeric=["x"], format=fmt)
+
+
+def test_a_decimal_comma_format_defaults_to_dots_between_thousands():
+    assert NumberFormat(decimal=",").thousands == "."
+    assert DatasetSpec(target="y", positive_label="1", numeric=["x"]).format == NumberFormat()
 
 
 def test_spec_rejects_a_column_in_two_roles():

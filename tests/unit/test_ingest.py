@@ -11,7 +11,7 @@ import pytest
 
 from scoreloop.core.export import write_leads
 from scoreloop.core.infer import infer_spec
-from scoreloop.core.ingest import ingest_file, quarantine_path, read_raw
+from scoreloop.core.ingest import detect_delimiter, ingest_file, quarantine_path, read_raw, read_rows, sniff_delimiter
 from scoreloop.core.spec import DatasetSpec, Range
 from scoreloop.core.synthetic import EXTRA_COLUMNS, WorldConfig
 
@@ -68,6 +68,7 @@ def test_a_stale_quarantine_file_is_removed_when_nothing_is_rejected(tmp_path):
 
 
 def test_rejected_rows_are_quarantined_with_reason_record_and_raw_text(tmp_path):
+    closed = SPEC.model_copy(update={"closed": ["industry"]})
     body = (
         'L1,2024-03-05,"$1,200",saas,yes\n'
         'L2,2024-03-05,"$1,200",crypto,yes\n'
@@ -77,7 +78,7 @@ def test_rejected_rows_are_quarantined_with_reason_record_and_raw_text(tmp_path)
         ",2024-03-05,7,saas,no\n"
         "L6,2024-03-05,N/A,,no\n"
     )
-    report = _ingest(_write(tmp_path, body))
+    report = _ingest(_write(tmp_path, body), closed)
     assert (report.rows_in, report.rows_out, report.rows_quarantined) == (7, 2, 5)
     quarantine = _quarantine(report)
     assert len(quarantine) == report.rows_quarantined
@@ -93,6 +94,15 @@ def test_rejected_rows_are_quarantined_with_reason_record_and_raw_text(tmp_path)
     assert quarantine.loc[0, ["lead_id", "revenue", "industry"]].tolist() == ["L2", "$1,200", "crypto"]
     assert quarantine.loc[1, ["created_at", "revenue", "converted"]].tolist() == ["2024-13-45", "12abc", "N/A"]
     assert pd.read_parquet(report.output)["lead_id"].tolist() == ["L1", "L6"]
+
+
+def test_a_category_outside_the_allowed_values_is_kept_and_reported_as_unseen(tmp_path):
+    source = _write(tmp_path, "L1,2024-03-05,1,Crypto,yes\nL2,2024-03-05,2,fintec,no\nL3,2024-03-05,3,crypto,no\n")
+    report = _ingest(source)
+    assert (report.rows_out, report.rows_quarantined) == (3, 0)
+    assert report.unseen_categories == {"industry": 2}
+    assert report.mapped_categories == {"industry": 1}
+    assert pd.read_parquet(report.output)["industry"].tolist() == ["crypto", "fintech", "crypto"]
 
 
 def test_missing_spec_columns_raise_naming_them(tmp_path):
@@ -215,3 +225,47 @@ def test_synthetic_messy_export_is_fully_accounted_for(tmp_path):
     assert len(rows) == report.rows_out
     assert rows["lead_id"].is_unique
     assert rows["converted"].isin([0, 1]).all()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('id,revenue,industry\nL1,"1,5",saas\nL2,3,retail\n', ","),
+        ("id;revenue;industry\nL1;1,5;saas\nL2;1.234,56 €;retail\n", ";"),
+        ("id\trevenue\nL1\t1,5\n", "\t"),
+        ("id|revenue\nL1|1;5\n", "|"),
+        ("id\nL1\n", ","),
+    ],
+)
+def test_the_delimiter_is_the_one_that_splits_every_record_like_the_header(tmp_path, text, expected):
+    assert detect_delimiter(text.splitlines(keepends=True)) == expected
+    with gzip.open(tmp_path / "export.csv.gz", "wt") as handle:
+        handle.write(text)
+    assert sniff_delimiter(tmp_path / "export.csv.gz") == expected
+
+
+def test_a_semicolon_export_is_read_by_the_spec_format_and_quarantined_as_written(tmp_path):
+    eu = DatasetSpec.model_validate({**SPEC.model_dump(), "format": {"delimiter": ";", "decimal": ","}})
+    source = tmp_path / "leads.csv"
+    source.write_text(HEADER.replace(",", ";") + "L1;2024-03-05;1.234,5 €;saas;ja\nL2;2024-03-05;7;saas\n")
+    report = _ingest(source, eu.model_copy(update={"positive_label": "ja"}))
+    assert (report.rows_out, report.rows_quarantined) == (1, 1)
+    assert pd.read_parquet(report.output)["revenue"].tolist() == [1234.5]
+    assert _quarantine(report)["_raw_line"].tolist() == ["L2;2024-03-05;7;saas"]
+
+
+def test_training_loads_an_ingested_file_as_written_and_reads_a_raw_export_once(tmp_path):
+    source = _write(tmp_path, "L1,2024-03-05,1.2k,SaaS,yes\nL2,2024-03-05,-1,saas,no\nL3,2024-03-05,2,saas,no\n")
+    report = _ingest(source)
+    rows, rejected = read_rows(report.output, SPEC)
+    pd.testing.assert_frame_equal(rows, pd.read_parquet(report.output))
+    assert rejected == report.rows_quarantined == 1
+    raw_rows, raw_rejected = read_rows(source, SPEC)
+    pd.testing.assert_frame_equal(raw_rows, rows)
+    assert raw_rejected == 1
+
+
+def test_an_ingested_file_is_not_read_again_under_another_spec(tmp_path):
+    report = _ingest(_write(tmp_path, "L1,2024-03-05,1,saas,yes\n"))
+    with pytest.raises(ValueError, match="was ingested with another spec: ingest the export again with this one"):
+        read_rows(report.output, SPEC.model_copy(update={"positive_label": "no"}))

@@ -1,15 +1,20 @@
-"""Sliding-window retraining's pure parts: scoring-log rows -> training rows, and the window comparison."""
+"""Sliding-window retraining's pure parts: scoring-log rows -> training rows, the window comparison, the outcome
+and its page."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from scoreloop.core.spec import DatasetSpec
-from scoreloop.loop.retrain import compare_windows, training_rows
+from scoreloop.loop.retrain import RetrainFindings, compare_windows, retrain_findings, retrain_page, training_rows
+from scoreloop.monitoring.drift import ColumnDrift, DriftSummary
+from scoreloop.training.pending import TrainResult
+from scoreloop.training.promote import GateDecision
 
 SPEC = DatasetSpec(
     id_column="lead_id",
@@ -69,3 +74,49 @@ def test_windows_are_compared_on_coverage_positive_rate_and_exploration() -> Non
     assert figures["previous_label_coverage"] == pytest.approx(0.25) and figures["previous_positive_rate"] == 0
     empty = compare_windows(current.iloc[0:0], previous, (0, 4), SPEC)
     assert np.isnan(empty["current_label_coverage"]) and np.isnan(empty["current_positive_rate"])
+
+
+def decision(promoted: bool) -> GateDecision:
+    reason = "roc_auc: challenger 0.8000 vs champion 0.7900, improvement +0.0100 meets the margin 0"
+    return GateDecision(promoted, reason, "roc_auc", "4", 0.80, "3", 0.79, "2024-03-06T00:00:00", 0.02, 0.03, 0.0)
+
+
+TRAINED = TrainResult("run4", "m", "4", "study", {}, {"roc_auc": 0.8}, 0)
+WINDOW = {"start": "2024-03-01T00:00:00", "end": "2024-03-06T00:00:00", "previous_start": "2024-02-25T00:00:00"}
+
+
+def findings(**outcome) -> RetrainFindings:
+    current = training_rows(log(), SPEC)
+    drift = DriftSummary(
+        1,
+        3,
+        1,
+        0.5,
+        (ColumnDrift("employees", "K-S", 0.01, 0.05, True), ColumnDrift("industry", "chi2", 0.4, 0.05, False)),
+        Path("drift.html"),
+        Path("drift.json"),
+    )
+    return retrain_findings(
+        current, current.iloc[:1], (10, 4), SPEC, drift, window=WINDOW, params={"ipw": True}, ipw=True, **outcome
+    )
+
+
+def test_the_outcome_follows_the_gate_and_the_comparison_includes_drift() -> None:
+    promoted = findings(trained=TRAINED, decision=decision(True))
+    assert (promoted.outcome, promoted.reason) == ("promoted", decision(True).reason)
+    assert promoted.gate == decision(True).to_dict() and promoted.rows == 3 and promoted.drifted == ("employees",)
+    assert promoted.comparison["drift_score"] == {"employees": 0.01, "industry": 0.4}
+    assert promoted.comparison["share_drifted"] == 0.5 and promoted.comparison["current_labelled"] == 3
+    assert findings(trained=TRAINED, decision=decision(False)).outcome == "refused"
+    failed = findings(trained=None, decision=None, failure="not trained: 3 rows are too few")
+    assert (failed.outcome, failed.reason, failed.gate) == ("not-trained", "not trained: 3 rows are too few", {})
+
+
+def test_the_retrain_page_from_findings_alone() -> None:
+    summary, body = retrain_page(findings(trained=TRAINED, decision=decision(False)), "run-9")
+    assert summary["status"] == summary["outcome"] == "refused" and summary["model_version"] == "4"
+    assert summary["headline"] == {"drifted": ["employees"], "drifted_columns": 1, "labelled": 3, "roc_auc": 0.8}
+    assert summary["files"] == {"training-set drift (Evidently)": "drift.html"} and summary["run_id"] == "run-9"
+    assert "<b>refused</b>: roc_auc: challenger 0.8000" in body and "weighted by clipped inverse propensity" in body
+    assert "between the training sets: employees." in body and "<td>margin</td><td>0</td>" in body
+    assert "<td>current</td><td>10</td><td>3</td><td>0.3</td>" in body

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import ipc_bytes
 from scoreloop.serving.arrow import read_arrow
 from scoreloop.serving.schema import check_records
@@ -83,3 +84,11 @@ def test_a_field_sent_twice_is_refused_rather_than_one_copy_dropped() -> None:
     with pytest.raises(ValidationError) as info:
         read_arrow(ipc_bytes(table), SPEC, max_records=10)
     assert info.value.errors()[0]["loc"] == ("industry",) and "more than once" in info.value.errors()[0]["msg"]
+
+
+def test_a_dictionary_encoded_closed_field_refuses_like_json() -> None:
+    closed = DatasetSpec.model_validate({**SPEC.model_dump(), "closed": ["industry"]})
+    industry = pa.array(["saas", "quantum", "retial", "quantum"]).dictionary_encode()
+    with pytest.raises(ValidationError) as info:
+        read_arrow(stream({"industry": industry}), closed, max_records=10)
+    assert [error["loc"] for error in info.value.errors()] == [("industry", 1), ("industry", 3)]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from scoreloop.core.coerce import field_counts, read_columns
 from scoreloop.core.spec import DatasetSpec, Range
-from scoreloop.serving.records import field_counts, read_columns
 from scoreloop.serving.schema import TooManyRecords, check_columns, check_records, record_model
 
 SPEC = DatasetSpec(
@@ -126,3 +126,20 @@ def test_the_documented_schema_is_the_spec() -> None:
     assert ">= 0" in schema["properties"]["employees"]["description"]
     assert "in [0, 1e+09]" in schema["properties"]["revenue"]["description"]
     assert np.dtype(float) == check_records([], SPEC, max_records=1)["employees"].dtype
+
+
+def test_a_closed_field_refuses_a_value_outside_its_allowed_values_naming_index_and_field() -> None:
+    closed = DatasetSpec.model_validate({**SPEC.model_dump(), "closed": ["industry"]})
+    with pytest.raises(ValidationError) as info:
+        check_records([{"industry": "retial"}, {"industry": "Quantum Farming"}], closed, max_records=10)
+    assert [(error["loc"], error["msg"]) for error in info.value.errors()] == [
+        ((1, "industry"), "Value error, 'quantum_farming' is not one of ['saas', 'retail']")
+    ]
+    assert "others refused" in record_model(closed).model_json_schema()["properties"]["industry"]["description"]
+
+
+def test_text_numbers_follow_the_spec_format() -> None:
+    eu = DatasetSpec.model_validate({**SPEC.model_dump(), "format": {"delimiter": ";", "decimal": ","}})
+    rows = check_records([{"industry": "saas", "employees": "1.234", "revenue": "1.234,5 €"}], eu, max_records=1)
+    assert (rows["employees"][0], rows["revenue"][0]) == (1234, 1234.5)
+    assert check_records([{"industry": "saas", "employees": "1.234"}], SPEC, max_records=1)["employees"][0] == 1.234

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from bentoml.exceptions import ServiceUnavailable
 
+from scoreloop.core.coerce import read_columns
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import METADATA, RecordStore
-from scoreloop.serving.records import read_columns
 from scoreloop.serving.scorelog import ScoreLog
 from scoreloop.serving.scoring import SCORED_DTYPE
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from catboost import CatBoostClassifier
 
+from scoreloop.core.coerce import read_frame
 from scoreloop.core.model import ModelCard, ScoringModel, fit_card_scale, make_pool
 from scoreloop.core.spec import DatasetSpec, Range
 from scoreloop.serving.batch import score_file
-from scoreloop.serving.records import read_frame
 from scoreloop.serving.schema import check_records
 from scoreloop.serving.scoring import as_records, explain_rows, reason_text, records_json, score_rows
 

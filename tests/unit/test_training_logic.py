@@ -8,7 +8,7 @@ import mlflow
 import optuna
 import pytest
 
-from scoreloop.core.coerce import coerce_frame
+from scoreloop.core.coerce import read_frame
 from scoreloop.core.infer import infer_spec
 from scoreloop.core.settings import GateSettings, Settings
 from scoreloop.core.synthetic import WorldConfig, generate_leads
@@ -79,12 +79,13 @@ def test_a_study_refuses_to_continue_on_other_data(tmp_path) -> None:
         open_study(settings, "s", {**fingerprint, "data_digest": "bbbb"})
 
 
+@pytest.mark.slow  # tunes real CatBoost trials through Optuna and MLflow
 def test_pruning_reports_at_the_pruners_decision_steps_and_stops_trials(tmp_path) -> None:
     """Real CatBoost, Optuna and MLflow (SQLite in tmp_path): a trial's curve is reported only where the median
     pruner decides (warm-up, then every PRUNE_INTERVAL trees), and trials below the median stop growing."""
     leads = generate_leads(WorldConfig(rows=3000, seed=3))
     spec = infer_spec(leads, "converted", id_column="lead_id", time_column="created_at")
-    rows = coerce_frame(leads, spec, with_target=True, strict=True).rows.reset_index(drop=True)
+    rows = read_frame(leads, spec, with_target=True).frame().reset_index(drop=True)
     settings = Settings(home=tmp_path)
     settings.train.trials, settings.train.max_iterations = 10, 200
     split = time_split(rows, spec, settings.train.valid_fraction, settings.train.holdout_fraction)

@@ -1,69 +1,14 @@
-"""Pure monitoring figures: PSI, expected AUC against true probabilities, calibration, quality on late labels."""
+"""Monitoring's figures on frames: quality on late labels (IPW), by tier and score band, and data quality."""
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from scoreloop.core.metrics import roc_auc
 from scoreloop.core.policy import ipw_weights, work_plan
-from scoreloop.monitoring.metrics import (
-    band_coverage,
-    calibration_error,
-    calibration_table,
-    expected_auc,
-    feature_quality,
-    labelled_quality,
-    psi,
-    roc_auc,
-    tier_quality,
-)
-
-RNG = np.random.default_rng(0)
-
-
-def test_psi_is_near_zero_for_the_same_distribution_and_grows_with_a_shift() -> None:
-    reference = RNG.normal(0, 1, 20_000)
-    assert psi(reference, RNG.normal(0, 1, 20_000)) < 0.01
-    moderate, major = psi(reference, RNG.normal(0.3, 1, 20_000)), psi(reference, RNG.normal(1.0, 1, 20_000))
-    assert 0.05 < moderate < 0.25 < major
-
-
-def test_psi_survives_empty_bins_and_ties() -> None:
-    assert np.isfinite(psi(np.r_[np.zeros(500), np.ones(500)], np.full(100, 5.0)))
-
-
-def brute_expected_auc(score: np.ndarray, p: np.ndarray) -> float:
-    wins = pairs = 0.0
-    for i, j in itertools.permutations(range(len(score)), 2):
-        weight = p[i] * (1 - p[j])
-        pairs += weight
-        wins += weight * (1.0 if score[i] > score[j] else 0.5 if score[i] == score[j] else 0.0)
-    return wins / pairs
-
-
-def test_expected_auc_matches_the_pairwise_definition() -> None:
-    p = RNG.random(40)
-    score = np.round(p + RNG.normal(0, 0.3, 40), 1)  # noisy, with ties
-    assert expected_auc(score, p) == pytest.approx(brute_expected_auc(score, p))
-
-
-def test_expected_auc_is_best_for_the_true_probability_and_half_for_noise() -> None:
-    p = RNG.beta(1, 5, 5000)
-    best = expected_auc(p, p)
-    assert expected_auc(p + RNG.normal(0, 0.05, 5000), p) < best
-    assert expected_auc(RNG.random(5000), p) == pytest.approx(0.5, abs=0.03)
-    assert expected_auc(np.ones(5000), p) == pytest.approx(0.5)
-
-
-def test_calibration_error_is_small_when_calibrated_and_shows_a_bias() -> None:
-    p = RNG.random(50_000)
-    y = RNG.random(50_000) < p
-    assert calibration_error(calibration_table(y, p)) < 0.01
-    assert calibration_error(calibration_table(y, np.clip(p + 0.1, 0, 1))) == pytest.approx(0.1, abs=0.02)
-    assert np.isnan(calibration_error(calibration_table(np.array([]), np.array([]))))
+from scoreloop.monitoring.quality import band_coverage, feature_quality, labelled_quality, tier_quality
 
 
 def policy_log(n: int = 20_000, seed: int = 1) -> pd.DataFrame:
@@ -97,6 +42,7 @@ def test_quality_without_labels_is_empty_not_an_error() -> None:
     log = policy_log(1000).assign(outcome=np.nan)
     quality = labelled_quality(log, None)
     assert quality["labelled"] == 0 and np.isnan(quality["roc_auc"]) and np.isnan(quality["calibration_error"])
+    assert quality["calibration"] == []
 
 
 def test_tier_quality_and_band_coverage_follow_the_policy() -> None:
@@ -107,6 +53,7 @@ def test_tier_quality_and_band_coverage_follow_the_policy() -> None:
     assert list(tiers.index) == ["A", "B", "D"] and tiers.loc["B", "scored"] == 0
     assert tiers.loc["A", "coverage"] == 1 and tiers.loc["D", "coverage"] < 0.2
     assert tiers["labelled"].sum() == log["outcome"].notna().sum()
+    assert np.isnan(tiers.loc["B", "positive_rate"]) and np.isnan(tiers.loc["B", "roc_auc"])
     bands = band_coverage(log, 10)
     assert len(bands) == 10 and bands["coverage"].iloc[-1] == 1
     assert bands["coverage"].iloc[0] == pytest.approx(0.3 * 0.2 / 0.86, abs=0.02)  # explored share of the rest
