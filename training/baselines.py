@@ -1,4 +1,7 @@
-"""Baselines fitted on the same split as the tuned model, for context: untuned CatBoost and HistGradientBoosting.
+"""Baselines fitted on the same split as the tuned model: untuned CatBoost and HistGradientBoosting.
+
+Training itself takes its CatBoost baseline from model selection (the `defaults` candidate, refit with the same
+recipe as the challenger) and fits HistGradientBoosting here; `fit_baselines` fits both on a split (benchmarks).
 
 Both follow the tuned model's recipe: early stopping on the validation slice picks the number of boosting rounds,
 then the model is refit on train+valid with that many rounds and scored on the holdout. HistGradientBoosting gets
@@ -24,9 +27,10 @@ from scoreloop.training.tune import fit_catboost
 
 @dataclass(frozen=True)
 class Baseline:
-    """One baseline's validation and holdout probabilities (the validation ones from the early-stopped fit)."""
+    """One baseline's validation probabilities (from the early-stopped fit; None when it was selected on folds) and
+    holdout probabilities."""
 
-    valid_proba: np.ndarray
+    valid_proba: np.ndarray | None
     holdout_proba: np.ndarray
 
 

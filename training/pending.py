@@ -42,6 +42,7 @@ class TrainResult:
     trials: dict[str, int] = field(default_factory=dict)
     tuning_seconds: float = 0.0
     baselines: dict[str, float] = field(default_factory=dict)
+    selection: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

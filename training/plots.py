@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from scoreloop.core.metrics import calibration_table
+from scoreloop.core.metrics import calibration_table, expected_calibration_error
 
 SHAP_FEATURES = 15
 
@@ -49,13 +49,17 @@ def pr_figure(y_true: np.ndarray, probas: dict[str, np.ndarray]) -> Figure:
     return fig
 
 
-def calibration_figure(y_true: np.ndarray, proba: np.ndarray, bins: int) -> Figure:
-    """Reliability diagram (observed rate against mean predicted probability per bin) over the score histogram."""
-    table = calibration_table(y_true, proba, bins)
+def calibration_figure(y_true: np.ndarray, proba: np.ndarray, bins: int, raw: np.ndarray | None = None) -> Figure:
+    """Reliability diagram (observed rate against mean predicted probability per bin) over the score histogram;
+    with `raw`, the probabilities before calibration are drawn too (before and after, with their ECE)."""
     fig = Figure(figsize=(5.5, 6))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
-    top.plot(table["mean_predicted"], table["observed_rate"], marker="o", label="model")
+    curves = {"model": proba} if raw is None else {"calibrated": proba, "raw (before calibration)": raw}
+    for label, values in curves.items():
+        table = calibration_table(y_true, values, bins)
+        ece = expected_calibration_error(y_true, values, bins)
+        top.plot(table["mean_predicted"], table["observed_rate"], marker="o", label=f"{label}, ECE {ece:.3f}")
     top.set(ylabel="observed positive rate", title="Calibration (holdout)")
     top.legend(loc="upper left")
     bottom.hist(proba, bins=bins, range=(0, 1), color="tab:blue", alpha=0.6)

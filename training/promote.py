@@ -1,9 +1,13 @@
 """The promotion gate and rollback: the champion alias moves only through recorded decisions.
 
-The gate re-scores champion and challenger on the same records, the newer of their two holdouts, and promotes
-only when the challenger wins on the primary metric by the configured margin and is not worse calibrated (ECE)
-than the champion by more than the tolerance. Every decision is written as `gate.*` tags on the challenger version
-and appended to the model's history (see `training.history`) before the alias moves.
+The gate first refuses a challenger that clearly loses to a baseline of its own run (CatBoost defaults,
+HistGradientBoosting) on the same holdout records, the first challenger included: training stores each baseline's
+holdout probabilities beside the holdout, and a paired bootstrap tells a loss beyond the holdout's noise from one
+holdout's luck (a gap that is noise on a few hundred rows is a clear loss on tens of thousands). It then re-scores
+champion and challenger on the same records, the newer of their two holdouts, and promotes only when the challenger
+wins on the primary metric by the configured margin and is not worse calibrated (ECE) than the champion by more than
+the tolerance. Every decision is written as `gate.*` tags on the challenger version and appended to the model's
+history (see `training.history`) before the alias moves.
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from scoreloop.core.metrics import evaluate, improvement
+from scoreloop.core.metrics import binary_metric, evaluate, improvement, paired_gain_interval
 from scoreloop.core.settings import GateSettings, Settings
 from scoreloop.core.tracking import CHALLENGER, CHAMPION, configure, load_version, one_line, version_by_alias
 from scoreloop.training.history import PROMOTED, REFUSED, ROLLED_BACK, champion_line, read_history, record_decision
-from scoreloop.training.tags import HOLDOUT_ARTIFACT
+from scoreloop.training.split import RANDOM_ORDER
+from scoreloop.training.tags import BASELINE_PROBA, HOLDOUT_ARTIFACT
 
 ROLLED_BACK_TAG = "scoreloop.rolled_back"
 
@@ -61,6 +67,40 @@ def judge(
     )
 
 
+def beats_baselines(
+    metric: str, y: np.ndarray, challenger: np.ndarray, baselines: dict[str, np.ndarray], gate: GateSettings
+) -> tuple[bool, str]:
+    """Does the challenger lose to no baseline of its run on the same holdout records? A baseline beats it when,
+    in a paired bootstrap of the holdout (`paired_gain_interval`), even the upper end of the `gate.baseline_level`
+    interval of the challenger's gain is below `-gate.baseline_tolerance`: a clear loss, not one holdout's luck.
+    Returns the verdict and every figure."""
+    if not baselines:
+        return True, "no baseline predictions on the challenger's holdout"
+    ours = binary_metric(metric, y, challenger)
+    figures, lost = [], []
+    for name, proba in sorted(baselines.items()):
+        theirs = binary_metric(metric, y, proba)
+        low, high = paired_gain_interval(metric, y, challenger, proba, gate.baseline_level, seed=0)
+        figures.append(f"baseline {name} {theirs:.4f} (gain {improvement(metric, ours, theirs):+.4f}, "
+                       f"{gate.baseline_level:.0%} interval {low:+.4f} to {high:+.4f})")  # fmt: skip
+        if high < -gate.baseline_tolerance:
+            lost.append(name)
+    verdict = f"loses clearly to {', '.join(lost)}" if lost else "loses clearly to no baseline"
+    return not lost, (
+        f"{metric} on its own holdout ({len(y)} rows): challenger {ours:.4f} {verdict}: {'; '.join(figures)}; "
+        f"tolerance {gate.baseline_tolerance:g}"
+    )
+
+
+def baseline_predictions(holdout: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each baseline's holdout probabilities, stored beside the holdout rows by training."""
+    return {
+        column.removeprefix(BASELINE_PROBA): holdout[column].to_numpy()
+        for column in holdout.columns
+        if column.startswith(BASELINE_PROBA)
+    }
+
+
 def promote(settings: Settings) -> GateDecision:
     """Run the gate on the current challenger; move `champion` to it when it passes. Every decision is recorded."""
     configure(settings)
@@ -92,6 +132,21 @@ def promote(settings: Settings) -> GateDecision:
     except Exception as exc:  # a version that cannot be loaded and scored must never become champion
         reason = f"version {new} cannot be loaded and scored ({one_line(exc)})"
         return _record(client, name, GateDecision(False, reason, challenger_value=None, champion_value=None, **base))
+    own = holdout if holdout_run == challenger.run_id else _holdout(challenger.run_id)
+    model = load_version(name, new)
+    y_own = own[model.spec.target].to_numpy()
+    fair, versus = beats_baselines(gate.metric, y_own, model.predict_proba(own), baseline_predictions(own), gate)
+    if not fair:
+        decision = GateDecision(
+            False,
+            f"refused: {versus}",
+            challenger_value=scores[gate.metric],
+            champion_value=None,
+            challenger_ece=scores["ece"],
+            holdout=described,
+            **base,
+        )
+        return _record(client, name, decision)
     if old is None:
         decision = GateDecision(
             True,
@@ -133,13 +188,16 @@ def _newest_holdout(
     ends = {}
     for run_id in run_ids:
         params = client.get_run(run_id).data.params
-        if params.get("window.order", "").startswith("row order"):
+        if params.get("window.order", "").startswith(("row order", RANDOM_ORDER)):  # no time to compare
             ends = {}
             break
         ends[run_id] = pd.Timestamp(params["window.holdout_end"])
     chosen = max(run_ids, key=lambda run_id: ends[run_id]) if ends else challenger.run_id
-    path = mlflow.artifacts.download_artifacts(run_id=chosen, artifact_path=HOLDOUT_ARTIFACT)
-    return chosen, pd.read_parquet(path)
+    return chosen, _holdout(chosen)
+
+
+def _holdout(run_id: str) -> pd.DataFrame:
+    return pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=HOLDOUT_ARTIFACT))
 
 
 def _record(client: MlflowClient, name: str, decision: GateDecision) -> GateDecision:

@@ -1,4 +1,5 @@
-"""Out-of-time split: train on the oldest rows, tune on the next slice, keep the newest slice untouched."""
+"""Out-of-time split: train on the oldest rows, tune on the next slice, keep the newest slice untouched; and the
+folds tuning and model selection fit on (the validation slice, or k folds over train+valid for small data)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from scoreloop.core.spec import DatasetSpec
+
+RANDOM_ORDER = "stratified random"
 
 
 @dataclass(frozen=True)
@@ -24,13 +27,18 @@ def _bounds(frame: pd.DataFrame, column: str | None) -> tuple[str, str]:
     return frame[column].min().isoformat(), frame[column].max().isoformat()
 
 
-def time_split(rows: pd.DataFrame, spec: DatasetSpec, valid_fraction: float, holdout_fraction: float) -> Split:
-    """Split by event time (or by row order when the spec has no time column, which is then an artificial order).
+def time_split(
+    rows: pd.DataFrame, spec: DatasetSpec, valid_fraction: float, holdout_fraction: float, seed: int = 0
+) -> Split:
+    """Split by event time: train on the oldest rows, validate on the next, hold out the newest. Rows are ordered
+    stably so that equal timestamps fall on one side deterministically.
 
-    Rows are ordered stably so that equal timestamps fall on one side deterministically.
+    Without a time column there is no "newest": the rows are shuffled (seeded) with the classes interleaved, so
+    train, valid and holdout are a stratified random split with the same positive rate each (a file's row order
+    may be sorted by anything, even the outcome).
     """
     column = spec.time_column
-    ordered = rows.sort_values(column, kind="stable") if column else rows
+    ordered = rows.sort_values(column, kind="stable") if column else _stratified_shuffle(rows, spec.target, seed)
     n = len(ordered)
     n_holdout = round(n * holdout_fraction)
     n_valid = round(n * valid_fraction)
@@ -50,10 +58,54 @@ def time_split(rows: pd.DataFrame, spec: DatasetSpec, valid_fraction: float, hol
         for name, part in parts.items()
         for side, value in zip(("start", "end"), _bounds(part, column), strict=True)
     }
-    windows["order"] = column or "row order (artificial: the data has no time column)"
+    windows["order"] = column or f"{RANDOM_ORDER} (seed {seed}): the data has no time column"
     return Split(windows=windows, **parts)
+
+
+def _stratified_shuffle(rows: pd.DataFrame, target: str, seed: int) -> pd.DataFrame:
+    """Rows in a seeded random order in which every contiguous slice holds each class in its overall share."""
+    rng = np.random.default_rng(seed)
+    labels = rows[target].to_numpy()
+    position = np.empty(len(rows))
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        position[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
+    return rows.iloc[np.argsort(position, kind="stable")]
 
 
 def slice_weights(rows: pd.DataFrame, weights: pd.Series | None) -> np.ndarray | None:
     """The weights of `rows` (aligned on their index), or None when training is unweighted."""
     return None if weights is None else weights.loc[rows.index].to_numpy(dtype=float)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One fit-and-score pair of tuning and selection: fit on `train`, early-stop on and score `valid`."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+
+
+def tuning_folds(split: Split, spec: DatasetSpec, cv_below_rows: int, k: int, seed: int) -> list[Fold]:
+    """The validation slice as one fold when train+valid holds at least `cv_below_rows` rows; otherwise `k` folds
+    over train+valid (`cv_folds`). The holdout is in none of them."""
+    development = pd.concat([split.train, split.valid])
+    if len(development) >= cv_below_rows:
+        return [Fold(split.train, split.valid)]
+    return cv_folds(development, spec, k, seed)
+
+
+def cv_folds(rows: pd.DataFrame, spec: DatasetSpec, k: int, seed: int) -> list[Fold]:
+    """Time-ordered expanding-window folds when the spec has a time column (fold i trains on the oldest i/(k+1) of
+    the rows and validates on the next 1/(k+1): never on the future), stratified shuffled folds otherwise."""
+    if spec.time_column:
+        ordered = rows.sort_values(spec.time_column, kind="stable")
+        edges = np.linspace(0, len(ordered), k + 2).round().astype(int)
+        return [Fold(ordered.iloc[: edges[i]], ordered.iloc[edges[i] : edges[i + 1]]) for i in range(1, k + 1)]
+    from sklearn.model_selection import StratifiedKFold  # here: tuning's worker processes import this module
+
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [
+        Fold(rows.iloc[fit], rows.iloc[score])
+        for fit, score in splitter.split(np.zeros(len(rows)), rows[spec.target].to_numpy())
+    ]

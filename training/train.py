@@ -1,8 +1,9 @@
-"""Training orchestrator: split, tune, refit, evaluate on the holdout, log and register the challenger.
+"""Training orchestrator: check the data floor, split, tune, select, refit, calibrate, evaluate on the holdout,
+log and register the challenger.
 
 Everything an engineer compares runs by lands on the study's parent run: settings and search space, lineage,
-tuning summary, holdout metrics (ranking, calibration, top-k precision and lift, deciles), baselines fitted on the
-same split, and diagnostic plots.
+tuning summary, the selection (every candidate's figure and the winner), holdout metrics (ranking, calibration
+before and after, top-k precision and lift, deciles), baselines on the same holdout, and diagnostic plots.
 """
 
 from __future__ import annotations
@@ -19,21 +20,31 @@ from catboost import CatBoostClassifier
 from matplotlib.figure import Figure
 from mlflow.entities import RunStatus
 
+from scoreloop.core.calibration import Calibration
 from scoreloop.core.ingest import read_rows
-from scoreloop.core.metrics import decile_metrics, decile_table, evaluate, roc_auc
+from scoreloop.core.metrics import decile_metrics, decile_table, evaluate, expected_calibration_error, roc_auc
 from scoreloop.core.model import ModelCard, fit_card_scale, make_pool, model_frame
 from scoreloop.core.settings import Settings, TrainSettings, redact
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.tracking import configure, unreachable_reason
 from scoreloop.training import plots
-from scoreloop.training.baselines import Baseline, fit_baselines
+from scoreloop.training.baselines import Baseline, hist_gradient_boosting
 from scoreloop.training.lineage import log_lineage
 from scoreloop.training.pending import ARTIFACTS, PendingRun, TrainResult, keep, log_pending
-from scoreloop.training.split import Split, slice_weights, time_split
-from scoreloop.training.tags import ROLE_TAG, STUDY_TAG
-from scoreloop.training.tune import TuningData, TuningResult, fit_catboost, start_worker_server, tune
+from scoreloop.training.select import (
+    Candidate,
+    calibrate,
+    candidate_params,
+    choose,
+    cross_validate,
+    refit,
+    selection_figures,
+)
+from scoreloop.training.split import Split, slice_weights, time_split, tuning_folds
+from scoreloop.training.tags import BASELINE_PROBA, ROLE_TAG, STUDY_TAG
+from scoreloop.training.tune import TuningData, TuningResult, start_worker_server, tune
 
-__all__ = ["HoldoutFigures", "TrainResult", "holdout_figures", "train", "train_rows"]
+__all__ = ["HoldoutFigures", "TooLittleData", "TrainResult", "check_floor", "holdout_figures", "train", "train_rows"]
 
 SHAP_ROWS = 2000
 
@@ -42,6 +53,23 @@ def load_rows(data: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, int]:
     """Typed rows from an ingested Parquet file (as written) or a raw export (read once, now); returns them with
     the count of rejected rows."""
     return read_rows(data, spec)
+
+
+class TooLittleData(ValueError):
+    """Training refused: fewer labelled rows or positives than the configured floor."""
+
+
+def check_floor(rows: pd.DataFrame, spec: DatasetSpec, config: TrainSettings) -> None:
+    """Refuse, in one line with the figures and the settings to change, to train on fewer labelled rows or
+    positives than `min_rows` / `min_positives`."""
+    labelled = rows[spec.target].notna()
+    n, positives = int(labelled.sum()), int((rows.loc[labelled, spec.target] == 1).sum())
+    if n < config.min_rows or positives < config.min_positives:
+        raise TooLittleData(
+            f"too little data to train: {n} labelled rows with {positives} positives, the floor is "
+            f"{config.min_rows} rows with {config.min_positives} positives (SCORELOOP_TRAIN__MIN_ROWS, "
+            "SCORELOOP_TRAIN__MIN_POSITIVES)"
+        )
 
 
 def require_tracking(settings: Settings) -> None:
@@ -71,28 +99,32 @@ def train_rows(
     rows_rejected: int = 0,
     study_name: str | None = None,
 ) -> TrainResult:
-    """Tune on an out-of-time split, refit the best params on train+valid, register it as `challenger`.
+    """Tune on an out-of-time split (k folds over train+valid for small data), select among the candidates, refit
+    the winner on train+valid, calibrate it on its out-of-fold predictions, register it as `challenger`.
 
-    `rows` are coerced records; `weights` (aligned on their index) weight the training and validation rows,
-    e.g. inverse propensities when the labels were chosen by a previous model. Running again with the same
-    `study_name` adds trials to that Optuna study (under a new parent run). Everything after tuning is kept on
-    disk before it is logged (see `training.pending`).
+    Refuses (`TooLittleData`) below the data floor, before any run is opened. `rows` are coerced records;
+    `weights` (aligned on their index) weight the training and validation rows, e.g. inverse propensities when the
+    labels were chosen by a previous model. Running again with the same `study_name` adds trials to that Optuna
+    study (under a new parent run). Everything after tuning is kept on disk before it is logged (see
+    `training.pending`).
     """
     config = settings.train
+    check_floor(rows, spec, config)
     start_worker_server(config.workers)
-    split = time_split(rows, spec, config.valid_fraction, config.holdout_fraction)
+    split = time_split(rows, spec, config.valid_fraction, config.holdout_fraction, config.seed)
     study_name = study_name or f"{settings.model_name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     require_tracking(settings)
     experiment_id = configure(settings)
     run_id = mlflow.start_run(run_name=study_name, tags={STUDY_TAG: study_name, ROLE_TAG: "study"}).info.run_id
     try:
-        _log_settings(settings, source, len(rows), rows_rejected, weights is not None, split)
+        folds = [
+            TuningData(spec, f.train, f.valid, slice_weights(f.train, weights), slice_weights(f.valid, weights))
+            for f in tuning_folds(split, spec, config.cv_below_rows, config.cv_folds, config.seed)
+        ]
+        _log_settings(settings, source, len(rows), rows_rejected, weights is not None, split, len(folds))
         log_lineage(split, spec, redact(source))
-        data = TuningData(
-            spec, split.train, split.valid, slice_weights(split.train, weights), slice_weights(split.valid, weights)
-        )
-        tuning = tune(settings, study_name, data, run_id, experiment_id, mlflow.get_tracking_uri())
-        directory = _evaluate(settings, spec, split, tuning, weights, run_id, rows_rejected)
+        tuning = tune(settings, study_name, folds, run_id, experiment_id, mlflow.get_tracking_uri())
+        directory = _evaluate(settings, spec, split, folds, tuning, weights, run_id, rows_rejected)
     except BaseException as exc:
         _end_failed(settings, study_name, exc)
         raise
@@ -115,20 +147,24 @@ def _end_failed(settings: Settings, study_name: str, exc: BaseException) -> None
 
 @dataclass(frozen=True)
 class HoldoutFigures:
-    """The holdout figures of the refit model (`metrics`, `deciles`) and of the baselines fitted on the same split.
+    """The holdout figures of the refit model (`metrics`, `deciles`, on calibrated probabilities) and of the
+    baselines on the same holdout, and the ECE of the model's raw (uncalibrated) probabilities.
 
-    `baselines` maps `baseline_<name>_<metric>` (holdout) and `baseline_<name>_valid_roc_auc` (the tuning
-    comparison) to their values.
+    `baselines` maps `baseline_<name>_<metric>` (holdout) and, for baselines early-stopped on the validation slice,
+    `baseline_<name>_valid_roc_auc` to their values.
     """
 
     metrics: dict[str, float]
     deciles: pd.DataFrame
     baselines: dict[str, float]
+    ece_raw: float | None = None
 
     def logged(self) -> dict[str, float]:
-        """The figures under their MLflow metric names: `holdout_<metric>`, `holdout_decile_<nn>_*`, `baseline_*`."""
+        """The figures under their MLflow metric names: `holdout_<metric>`, `holdout_decile_<nn>_*`,
+        `holdout_ece_raw`, `baseline_*`."""
         holdout = {**self.metrics, **decile_metrics(self.deciles)}
-        return {**{f"holdout_{k}": v for k, v in holdout.items()}, **self.baselines}
+        raw = {} if self.ece_raw is None else {"holdout_ece_raw": self.ece_raw}
+        return {**{f"holdout_{k}": v for k, v in holdout.items()}, **raw, **self.baselines}
 
 
 def holdout_figures(
@@ -137,34 +173,82 @@ def holdout_figures(
     y_valid: np.ndarray,
     baselines: dict[str, Baseline],
     config: TrainSettings,
+    raw: np.ndarray | None = None,
 ) -> HoldoutFigures:
-    """Score the model's holdout probabilities and each baseline's, with the same metric definitions as the gate."""
+    """Score the model's holdout probabilities and each baseline's, with the same metric definitions as the gate;
+    `raw`: the model's probabilities before calibration, for `ece_raw`."""
     figures = {}
     for name, baseline in baselines.items():
         metrics = evaluate(y_holdout, baseline.holdout_proba, config.top_k, config.calibration_bins)
         figures.update({f"baseline_{name}_{k}": v for k, v in metrics.items()})
-        figures[f"baseline_{name}_valid_roc_auc"] = roc_auc(y_valid, baseline.valid_proba)
+        if baseline.valid_proba is not None:
+            figures[f"baseline_{name}_valid_roc_auc"] = roc_auc(y_valid, baseline.valid_proba)
     metrics = evaluate(y_holdout, proba, config.top_k, config.calibration_bins)
-    return HoldoutFigures(metrics, decile_table(y_holdout, proba), figures)
+    ece_raw = None if raw is None else expected_calibration_error(y_holdout, raw, config.calibration_bins)
+    return HoldoutFigures(metrics, decile_table(y_holdout, proba), figures, ece_raw)
+
+
+@dataclass(frozen=True)
+class Selected:
+    """The selection's outcome: every candidate, the winner refit on train+valid, its calibration, and its raw and
+    calibrated holdout probabilities."""
+
+    candidates: list[Candidate]
+    winner: Candidate
+    model: CatBoostClassifier
+    calibration: Calibration
+    raw: np.ndarray
+    proba: np.ndarray
 
 
 def _evaluate(
     settings: Settings,
     spec: DatasetSpec,
     split: Split,
+    folds: list[TuningData],
     tuning: TuningResult,
     weights: pd.Series | None,
     run_id: str,
     rows_rejected: int,
 ) -> Path:
-    """Refit, score the holdout, fit the baselines; keep what the run logs on disk (see `_keep`)."""
+    """Select, refit and calibrate; score the holdout and the baselines; keep what the run logs on disk."""
     config = settings.train
-    model = _refit(tuning, split, spec, config, weights)
-    proba = model.predict_proba(model_frame(split.holdout, spec))[:, 1]
-    baselines = fit_baselines(split, spec, config, weights) if config.baselines else {}
+    selected, defaults = _select(spec, split, folds, tuning, weights, config)
+    baselines = {}
+    if config.baselines:
+        baselines = {
+            "catboost": Baseline(None, defaults.predict_proba(model_frame(split.holdout, spec))[:, 1]),
+            "hgb": hist_gradient_boosting(split, spec, config, weights),
+        }
     y_holdout, y_valid = split.holdout[spec.target].to_numpy(), split.valid[spec.target].to_numpy()
-    figures = holdout_figures(y_holdout, proba, y_valid, baselines, config)
-    return _keep(settings, spec, split, tuning, model, proba, baselines, figures, run_id, rows_rejected)
+    figures = holdout_figures(y_holdout, selected.proba, y_valid, baselines, config, raw=selected.raw)
+    return _keep(settings, spec, split, tuning, selected, baselines, figures, run_id, rows_rejected)
+
+
+def _select(
+    spec: DatasetSpec,
+    split: Split,
+    folds: list[TuningData],
+    tuning: TuningResult,
+    weights: pd.Series | None,
+    config: TrainSettings,
+) -> tuple[Selected, CatBoostClassifier | None]:
+    """Cross-validate every candidate on the tuning folds, refit and calibrate the winner; also returns the CatBoost
+    defaults refit (the `catboost` baseline) when baselines are on."""
+    tuned = tuning.study.best_params
+    eligible = candidate_params(tuned, config.candidates)
+    fitted = {**eligible, "defaults": {}} if config.baselines else eligible  # defaults: also the catboost baseline
+    candidates = [cross_validate(name, params, folds, config) for name, params in fitted.items()]
+    winner = choose([c for c in candidates if c.name in eligible])
+    refit_rows = pd.concat([split.train, split.valid])
+    model = refit(winner, refit_rows, spec, config, weights)
+    defaults_model = None
+    if config.baselines:
+        defaults = next(c for c in candidates if c.name == "defaults")
+        defaults_model = model if winner is defaults else refit(defaults, refit_rows, spec, config, weights)
+    calibration = calibrate(winner, config)
+    raw = model.predict_proba(model_frame(split.holdout, spec))[:, 1]
+    return Selected(candidates, winner, model, calibration, raw, calibration.apply(raw)), defaults_model
 
 
 def _keep(
@@ -172,8 +256,7 @@ def _keep(
     spec: DatasetSpec,
     split: Split,
     tuning: TuningResult,
-    model: CatBoostClassifier,
-    proba: np.ndarray,
+    selected: Selected,
     baselines: dict[str, Baseline],
     figures: HoldoutFigures,
     run_id: str,
@@ -181,16 +264,28 @@ def _keep(
 ) -> Path:
     """Everything the run logs (params, metrics, tags, model, card, holdout, plots) written under the home first."""
     config = settings.train
-    plotted, skipped = _figures(model, tuning, split, spec, config, proba, baselines, figures.deciles)
-    best = tuning.study.best_trial
-    tags = {"scoreloop.best_trial": str(best.number), "scoreloop.best_trial_run_id": best.user_attrs["mlflow_run_id"]}
+    plotted, skipped = _figures(selected, tuning, split, spec, config, baselines, figures.deciles)
+    best, winner = tuning.study.best_trial, selected.winner
+    tags = {
+        "scoreloop.best_trial": str(best.number),
+        "scoreloop.best_trial_run_id": best.user_attrs["mlflow_run_id"],
+        "selection.winner": winner.name,
+    }
     if skipped:
         tags["scoreloop.plots_skipped"] = "; ".join(skipped)[:5000]
+    selection = selection_figures(selected.candidates, winner)
     pending = PendingRun(
         run_id=run_id,
         model_name=settings.model_name,
-        params={**{f"best.{k}": v for k, v in best.params.items()}, "best.iterations": _trees(best)},
-        metrics={**_tuning_metrics(tuning), **figures.logged()},
+        params={
+            **{f"best.{k}": v for k, v in best.params.items()},
+            "best.iterations": _trees(best),
+            "selection.winner": winner.name,
+            **{f"model.{k}": v for k, v in winner.params.items()},
+            "model.iterations": winner.iterations,
+            "model.calibration": selected.calibration.method,
+        },
+        metrics={**_tuning_metrics(tuning), **selection, **figures.logged()},
         tags=tags,
         result={
             "model_name": settings.model_name,
@@ -201,15 +296,19 @@ def _keep(
             "trials": {k: tuning.count(k) for k in ("complete", "pruned")} | {"study": len(tuning.study.trials)},
             "tuning_seconds": round(tuning.seconds, 2),
             "baselines": {k: round(v, 4) for k, v in figures.baselines.items() if k.endswith("roc_auc")},
+            "selection": {"winner": winner.name, **{c.name: round(c.score, 4) for c in selected.candidates}},
         },
     )
-    card = _card(spec, split, proba, figures.metrics, config, run_id)
-    directory = keep(settings, pending, model, card, split.holdout, figures.deciles)
+    card = _card(spec, split, selected, figures.metrics, config, run_id)
+    holdout = split.holdout.assign(**{f"{BASELINE_PROBA}{k}": b.holdout_proba for k, b in baselines.items()})
+    directory = keep(settings, pending, selected.model, card, holdout, figures.deciles)
     plots.save_figures(plotted, directory / ARTIFACTS / "plots")
     return directory
 
 
-def _log_settings(settings: Settings, source: str, rows: int, rejected: int, weighted: bool, split: Split) -> None:
+def _log_settings(
+    settings: Settings, source: str, rows: int, rejected: int, weighted: bool, split: Split, folds: int
+) -> None:
     """Everything that shapes this run as params, so the MLflow compare view lines runs up setting by setting.
 
     Storage URLs are logged with any password replaced by ***: no secret reaches MLflow.
@@ -222,6 +321,7 @@ def _log_settings(settings: Settings, source: str, rows: int, rejected: int, wei
             "rows": rows,
             "rows_rejected": rejected,
             "weighted": weighted,
+            "folds": folds,
             "optuna_storage": redact(settings.optuna_storage or "journal file in the home"),
             **config.model_dump(
                 include={
@@ -236,6 +336,11 @@ def _log_settings(settings: Settings, source: str, rows: int, rejected: int, wei
                     "startup_trials",
                     "top_k",
                     "baselines",
+                    "min_rows",
+                    "min_positives",
+                    "cv_below_rows",
+                    "cv_folds",
+                    "calibration",
                 }
             ),
             **search,
@@ -258,35 +363,29 @@ def _tuning_metrics(tuning: TuningResult) -> dict[str, float]:
     }
 
 
-def _refit(
-    tuning: TuningResult, split: Split, spec: DatasetSpec, config: TrainSettings, weights: pd.Series | None
-) -> CatBoostClassifier:
-    """The best trial's parameters refit on train+valid with the number of trees early stopping chose."""
-    best = tuning.study.best_trial
-    refit_rows = pd.concat([split.train, split.valid])
-    pool = make_pool(refit_rows, spec, refit_rows[spec.target], slice_weights(refit_rows, weights))
-    return fit_catboost(best.params, pool, None, config, iterations=_trees(best))
-
-
 def _figures(
-    model: CatBoostClassifier,
+    selected: Selected,
     tuning: TuningResult,
     split: Split,
     spec: DatasetSpec,
     config: TrainSettings,
-    proba: np.ndarray,
     baselines: dict[str, Baseline],
     deciles: pd.DataFrame,
 ) -> tuple[dict[str, Figure], list[str]]:
-    """ROC, PR, calibration, lift/gain, importance, SHAP and Optuna figures; and the ones that could not be drawn."""
+    """ROC, PR, calibration (before and after), lift/gain, importance, SHAP and Optuna figures; and the ones that
+    could not be drawn."""
+    model, proba = selected.model, selected.proba
     y_true = split.holdout[spec.target].to_numpy()
-    probas = {"tuned catboost": proba, **{f"baseline {k}": b.holdout_proba for k, b in baselines.items()}}
+    probas = {
+        f"challenger ({selected.winner.name})": proba,
+        **{f"baseline {k}": b.holdout_proba for k, b in baselines.items()},
+    }
     sample = split.holdout.sample(min(SHAP_ROWS, len(split.holdout)), random_state=config.seed)
     shap_values = model.get_feature_importance(make_pool(sample, spec), type="ShapValues")[:, :-1]
     figures = {
         "roc": plots.roc_figure(y_true, probas),
         "precision_recall": plots.pr_figure(y_true, probas),
-        "calibration": plots.calibration_figure(y_true, proba, config.calibration_bins),
+        "calibration": plots.calibration_figure(y_true, proba, config.calibration_bins, raw=selected.raw),
         "lift_gain": plots.lift_figure(deciles),
         "feature_importance": plots.importance_figure(
             pd.Series(model.get_feature_importance(), index=model.feature_names_)
@@ -298,9 +397,10 @@ def _figures(
 
 
 def _card(
-    spec: DatasetSpec, split: Split, proba: np.ndarray, metrics: dict, config: TrainSettings, run_id: str
+    spec: DatasetSpec, split: Split, selected: Selected, metrics: dict, config: TrainSettings, run_id: str
 ) -> ModelCard:
-    quantiles, cutoffs = fit_card_scale(proba, config.tiers)
+    """Score scale and tier cut-offs on the calibrated holdout probabilities; the calibration travels in the card."""
+    quantiles, cutoffs = fit_card_scale(selected.proba, config.tiers)
     return ModelCard(
         spec=spec,
         score_quantiles=quantiles,
@@ -308,4 +408,5 @@ def _card(
         windows=split.windows,
         metrics=metrics,
         run_id=run_id,
+        calibration=selected.calibration,
     )

@@ -1,5 +1,11 @@
 """Optuna tuning of CatBoost: one persistent study, pruned trials, 1..N worker processes, each trial a child run.
 
+What a trial optimises: the validation ROC AUC (mean over the folds when small data is cross-validated). Ranking
+is what the product sells (scores, tiers, top-k); probabilities are calibrated afterwards on out-of-fold or
+validation predictions (`training.select`), so tuning need not trade ranking for calibration. AUC alone is blind to
+calibration (it once picked a class-weighted, miscalibrated model): the calibration fitted after selection is what
+makes the probability honest, whatever class weights a trial chose.
+
 Studies live in the Optuna storage (a journal file in the home, or `SCORELOOP_OPTUNA_STORAGE`), so running again
 with the same study name adds trials to it; the study remembers the data digest and objective settings it was
 started with and refuses to continue on anything else.
@@ -19,6 +25,7 @@ import multiprocessing.forkserver
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +47,8 @@ PRUNE_INTERVAL = 5  # trees between two pruning decisions
 
 @dataclass(frozen=True)
 class TuningData:
-    """The train and validation slices with their weights; picklable, so worker processes rebuild the same pools."""
+    """One fold: the rows a trial fits on and the rows it early-stops on and is scored on, with their weights;
+    picklable, so worker processes rebuild the same pools. Small data is tuned on several (`tune`'s `data`)."""
 
     spec: DatasetSpec
     train: pd.DataFrame
@@ -85,7 +93,7 @@ class TuningJob:
 
     settings: Settings
     study_name: str
-    data: TuningData
+    folds: tuple[TuningData, ...]
     parent_run_id: str
     experiment_id: str
     tracking_uri: str
@@ -143,10 +151,15 @@ def fit_catboost(
     threads: int | None = None,
     callbacks: list | None = None,
 ) -> CatBoostClassifier:
-    """Fit with early stopping on `valid` (or for a fixed number of `iterations` when refitting without one)."""
+    """Fit with early stopping on `valid` (or for a fixed number of `iterations` when refitting without one).
+
+    Every fit starts from the base rate (`boost_from_average`), not from 0.5: a fit that early stopping ends after
+    a few trees still predicts about the observed rate.
+    """
     model = CatBoostClassifier(
         **params,
         iterations=iterations or config.max_iterations,
+        boost_from_average=True,
         eval_metric=PRUNING_METRIC,
         random_seed=config.seed,
         thread_count=threads or config.threads,
@@ -196,12 +209,13 @@ class PruningCallback:
         self.trial = trial
         self.warmup = config.prune_warmup_iterations
         self.pruned = False
+        self.offset = 0  # fold k of a cross-validated trial reports at steps k * max_iterations + tree
 
     def after_iteration(self, info) -> bool:
         step = info.iteration - 1  # the pruner counts steps (trees) from 0
         if step < self.warmup or (step - self.warmup) % PRUNE_INTERVAL:
             return True
-        self.trial.report(info.metrics["validation"][PRUNING_METRIC][-1], step)
+        self.trial.report(info.metrics["validation"][PRUNING_METRIC][-1], self.offset + step)
         self.pruned = self.trial.should_prune()
         return not self.pruned
 
@@ -213,10 +227,11 @@ def make_sampler(config: TrainSettings, trials_so_far: int, worker: int) -> optu
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.startup_trials, multivariate=True)
 
 
-def objective_fingerprint(config: TrainSettings, data: TuningData) -> dict:
-    """What makes trial values comparable: the data and everything that shapes one trial's fit."""
+def objective_fingerprint(config: TrainSettings, folds: Sequence[TuningData]) -> dict:
+    """What makes trial values comparable: the data (every fold) and everything that shapes one trial's fit."""
+    digests = [fold.digest() for fold in folds]
     return {
-        "data_digest": data.digest(),
+        "data_digest": digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()[:16],
         "search": config.search.model_dump(mode="json"),
         "max_iterations": config.max_iterations,
         "early_stopping_rounds": config.early_stopping_rounds,
@@ -250,7 +265,7 @@ def run_trials(job: TuningJob, claims: TrialClaims) -> int:
     config = job.settings.train
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    train, valid = job.data.pools()
+    pools = [fold.pools() for fold in job.folds]
     study = optuna.load_study(
         study_name=job.study_name, storage=optuna_storage(job.settings), pruner=make_pruner(config)
     )
@@ -268,26 +283,23 @@ def run_trials(job: TuningJob, claims: TrialClaims) -> int:
         trial.set_user_attr("mlflow_run_id", run_id)
         pruning = PruningCallback(trial, config) if config.pruning else None
         try:
-            model = fit_catboost(
-                params, train, valid, config, threads=job.threads, callbacks=[pruning] if pruning else None
-            )
+            folds = fit_folds(params, pools, config, job.threads, pruning)
         except Exception as exc:
             runs.finish(run_id, "failed", {}, {"scoreloop.error": repr(exc)[:1000]})
             raise
-        # CatBoost's validation AUC at the kept (best) tree equals roc_auc_score on the model's validation
-        # predictions: reading it saves a prediction pass and keeps scikit-learn out of the worker processes.
-        grown = len(model.get_evals_result()["validation"][PRUNING_METRIC])
         metrics = {
-            "valid_roc_auc": model.get_best_score()["validation"][PRUNING_METRIC],
-            "best_iteration": model.get_best_iteration(),
-            "iterations_grown": grown,
+            "valid_roc_auc": float(np.mean([fold["valid_roc_auc"] for fold in folds])),
+            "best_iteration": round(float(np.mean([fold["best_iteration"] for fold in folds]))),
+            "iterations_grown": sum(fold["iterations_grown"] for fold in folds),
         }
+        if len(pools) > 1:
+            metrics |= {f"fold_{k}_{name}": v for k, fold in enumerate(folds) for name, v in fold.items()}
         trial.set_user_attr("best_iteration", int(metrics["best_iteration"]))
-        trial.set_user_attr("iterations_grown", grown)
+        trial.set_user_attr("iterations_grown", metrics["iterations_grown"])
         pruned = pruning is not None and pruning.pruned
         runs.finish(run_id, "pruned" if pruned else "complete", metrics)
         if pruned:
-            raise optuna.TrialPruned(f"pruned after {grown} trees")
+            raise optuna.TrialPruned(f"pruned after {metrics['iterations_grown']} trees")
         return metrics["valid_roc_auc"]
 
     ran = 0
@@ -299,6 +311,32 @@ def run_trials(job: TuningJob, claims: TrialClaims) -> int:
         claims.cancel()
         raise
     return ran
+
+
+def fit_folds(
+    params: dict, pools: list[tuple[Pool, Pool]], config: TrainSettings, threads: int, pruning: PruningCallback | None
+) -> list[dict[str, float]]:
+    """Fit one trial's parameters on each fold (stopping at the first fold the pruner stops); per fold the
+    validation AUC at the kept tree, that tree and the trees grown.
+
+    CatBoost's validation AUC at the kept (best) tree equals roc_auc_score on the model's validation predictions:
+    reading it saves a prediction pass and keeps scikit-learn out of the worker processes.
+    """
+    figures = []
+    for k, (train, valid) in enumerate(pools):
+        if pruning is not None:
+            pruning.offset = k * config.max_iterations
+        model = fit_catboost(params, train, valid, config, threads=threads, callbacks=[pruning] if pruning else None)
+        figures.append(
+            {
+                "valid_roc_auc": model.get_best_score()["validation"][PRUNING_METRIC],
+                "best_iteration": model.get_best_iteration(),
+                "iterations_grown": len(model.get_evals_result()["validation"][PRUNING_METRIC]),
+            }
+        )
+        if pruning is not None and pruning.pruned:
+            break
+    return figures
 
 
 _claims: TrialClaims | None = None  # a pool worker's handle on the session's claims (set by its initializer)
@@ -334,16 +372,19 @@ def start_worker_server(workers: int) -> None:
 def tune(
     settings: Settings,
     study_name: str,
-    data: TuningData,
+    data: TuningData | Sequence[TuningData],
     parent_run_id: str,
     experiment_id: str,
     tracking_uri: str,
 ) -> TuningResult:
     """Add `settings.train.trials` trials to the study in `settings.train.workers` processes (this one included).
 
-    Every trial is a child run of `parent_run_id` whichever process ran it. Worker processes share the CPU
-    threads: each fits with `threads // workers` threads.
+    `data` is one fold (the validation slice) or several (small-data cross-validation: a trial's value is its mean
+    validation AUC over them, and each fold's figures are logged on its run as `fold_<k>_*`). Every trial is a
+    child run of `parent_run_id` whichever process ran it. Worker processes share the CPU threads: each fits with
+    `threads // workers` threads.
     """
+    folds = (data,) if isinstance(data, TuningData) else tuple(data)
     config = settings.train
     if config.workers > 1 and (settings.optuna_storage or "").startswith("sqlite"):
         raise ValueError(
@@ -351,12 +392,12 @@ def tune(
             f"unset SCORELOOP_OPTUNA_STORAGE or point it at PostgreSQL/MySQL (got {settings.optuna_storage!r})"
         )
     started = time.monotonic()
-    study = open_study(settings, study_name, objective_fingerprint(config, data))
+    study = open_study(settings, study_name, objective_fingerprint(config, folds))
     trials_before = len(study.get_trials(deepcopy=False))
     workers = min(config.workers, config.trials)
     threads = max(1, config.threads // workers)
     jobs = [
-        TuningJob(settings, study_name, data, parent_run_id, experiment_id, tracking_uri, worker, threads)
+        TuningJob(settings, study_name, folds, parent_run_id, experiment_id, tracking_uri, worker, threads)
         for worker in range(workers)
     ]
     context = worker_context()

@@ -11,7 +11,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 Binning = Literal["equal-count", "equal-width"]
 
@@ -69,7 +70,12 @@ def roc_auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray | None = None)
     y = np.asarray(y)
     if len(np.unique(y)) < 2:
         return float("nan")
-    return float(roc_auc_score(y, score, sample_weight=weights))
+    if weights is not None:
+        return float(roc_auc_score(y, score, sample_weight=weights))
+    positive = y == 1  # unweighted: the Mann-Whitney statistic, ties at half (the bootstrap calls this often)
+    ranks = rankdata(score)
+    pairs = positive.sum() * (~positive).sum()
+    return float((ranks[positive].sum() - positive.sum() * (positive.sum() + 1) / 2) / pairs)
 
 
 def expected_auc(score: np.ndarray, p_true: np.ndarray) -> float:
@@ -141,16 +147,45 @@ def expected_calibration_error(
     return float(np.average(gap, weights=table["weight"]))
 
 
+BINARY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier")
+
+
 def binary_metrics(y: np.ndarray, probability: np.ndarray) -> dict[str, float]:
     """Ranking (ROC AUC, PR AUC) and probability quality (log loss, Brier) of one set of predictions."""
-    y = np.asarray(y)
+    return {metric: binary_metric(metric, y, probability) for metric in BINARY_METRICS}
+
+
+def binary_metric(metric: str, y: np.ndarray, probability: np.ndarray) -> float:
+    """One of `BINARY_METRICS` by name, computed alone (the paired bootstrap calls it hundreds of times)."""
+    y = np.asarray(y, dtype=float)
     probability = np.clip(np.asarray(probability, dtype=float), 1e-7, 1 - 1e-7)
-    return {
-        "roc_auc": roc_auc(y, probability),
-        "pr_auc": float(average_precision_score(y, probability)),
-        "log_loss": float(log_loss(y, probability, labels=[0, 1])),
-        "brier": float(brier_score_loss(y, probability)),
-    }
+    if metric == "roc_auc":
+        return roc_auc(y, probability)
+    if metric == "pr_auc":
+        return float(average_precision_score(y, probability)) if len(np.unique(y)) == 2 else float("nan")
+    if metric == "log_loss":
+        return float(-np.mean(y * np.log(probability) + (1 - y) * np.log(1 - probability)))
+    if metric == "brier":
+        return float(np.mean((probability - y) ** 2))
+    raise ValueError(f"unknown metric {metric!r}; expected one of {list(BINARY_METRICS)}")
+
+
+def paired_gain_interval(
+    metric: str, y: np.ndarray, new: np.ndarray, old: np.ndarray, level: float = 0.90, rounds: int = 300, seed: int = 0
+) -> tuple[float, float]:
+    """Bootstrap interval of `improvement(metric, new, old)` on the same records: each round resamples the rows once
+    and scores both sets of predictions on them, so the noise both share cancels (a paired comparison)."""
+    y, new, old = np.asarray(y), np.asarray(new, dtype=float), np.asarray(old, dtype=float)
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(rounds):
+        rows = rng.integers(0, len(y), len(y))
+        gains.append(
+            improvement(metric, binary_metric(metric, y[rows], new[rows]), binary_metric(metric, y[rows], old[rows]))
+        )
+    tail = (1 - level) / 2
+    low, high = np.nanquantile(gains, [tail, 1 - tail])
+    return float(low), float(high)
 
 
 def _ranked(y: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

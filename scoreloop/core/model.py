@@ -1,7 +1,9 @@
 """The scoring model as every stage sees it: a CatBoost classifier plus the card fitted with it.
 
-The card (spec, feature order, score scale, tier cut-offs, training windows, holdout metrics) is stored in the
-MLflow model's metadata, so serving and monitoring read back exactly what training fitted: nothing is re-derived.
+The card (spec, feature order, probability calibration, score scale, tier cut-offs, training windows, holdout
+metrics) is stored in the MLflow model's metadata, so serving and monitoring read back exactly what training fitted:
+nothing is re-derived. Every probability a user or a decision sees is the classifier's raw probability passed
+through `ScoringModel.calibrated`, the one place the card's calibration is applied.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pandas as pd
 from catboost import CatBoostClassifier, Pool
 from pydantic import BaseModel, Field
 
+from scoreloop.core.calibration import Calibration
 from scoreloop.core.coerce import MISSING_CATEGORY
 from scoreloop.core.spec import DatasetSpec
 
@@ -24,8 +27,12 @@ class ModelCard(BaseModel):
     """What was fitted alongside the classifier and must travel with it."""
 
     spec: DatasetSpec
+    calibration: Calibration = Field(
+        default_factory=Calibration,
+        description="Raw -> calibrated probability; identity for models registered before calibration existed.",
+    )
     score_quantiles: list[float] = Field(
-        description="101 quantiles of the holdout probabilities (see `fit_card_scale`): score = percentile."
+        description="101 quantiles of the calibrated holdout probabilities (see `fit_card_scale`): score = percentile."
     )
     tier_cutoffs: dict[str, float] = Field(
         description="Tier -> minimum probability, best tier first, fitted on the same holdout probabilities."
@@ -57,17 +64,17 @@ def make_pool(rows: pd.DataFrame, spec: DatasetSpec, label: pd.Series | None = N
     )
 
 
-def fit_card_scale(valid_proba: np.ndarray, tiers: dict[str, float]) -> tuple[list[float], dict[str, float]]:
+def fit_card_scale(proba: np.ndarray, tiers: dict[str, float]) -> tuple[list[float], dict[str, float]]:
     """Score scale and tier cut-offs from probabilities on rows the model never trained on. Training passes the
-    refit model's holdout probabilities as `valid_proba` (the refit learns from train+valid, so validation rows
-    would score too well).
+    refit model's calibrated holdout probabilities as `proba` (the refit learns from train+valid, so validation rows
+    would score too well), so score and tier read the same probability a user sees.
 
     Tier T's cut-off leaves the top `tiers[T]` share of those rows at or above it, so T and the better tiers
     together hold that share; the rest are LOWEST_TIER.
     """
-    quantiles = np.quantile(valid_proba, np.linspace(0, 1, 101)).tolist()
+    quantiles = np.quantile(proba, np.linspace(0, 1, 101)).tolist()
     by_share = sorted(tiers.items(), key=lambda item: item[1])
-    cutoffs = {tier: float(np.quantile(valid_proba, 1 - share)) for tier, share in by_share}
+    cutoffs = {tier: float(np.quantile(proba, 1 - share)) for tier, share in by_share}
     return quantiles, cutoffs
 
 
@@ -97,13 +104,24 @@ class ScoringModel:
     def spec(self) -> DatasetSpec:
         return self.card.spec
 
-    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+    def raw_proba(self, rows: pd.DataFrame) -> np.ndarray:
+        """The classifier's own probability of the positive label, before calibration (class weights and early
+        stopping shift it): what a calibration is fitted on, never shown to a user."""
         if rows.empty:
             return np.empty(0)
         return self.classifier.predict_proba(model_frame(rows, self.spec))[:, 1]
 
+    def calibrated(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for raw classifier probabilities: the one place the card's calibration is
+        applied, by this class and by serving's fast path alike."""
+        return self.card.calibration.apply(raw)
+
+    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of the positive label per row."""
+        return self.calibrated(self.raw_proba(rows))
+
     def score(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """Probability, 0-100 score and tier per row, indexed like `rows`."""
+        """Calibrated probability, 0-100 score and tier per row, indexed like `rows`."""
         proba = self.predict_proba(rows)
         return pd.DataFrame(
             {

@@ -31,16 +31,19 @@ from scoreloop.core.store import RecordStore
 from scoreloop.core.tracking import configure, load_registered
 from scoreloop.monitoring.drift import DriftSummary, build_drift_report
 from scoreloop.training.promote import GateDecision, promote
-from scoreloop.training.train import TrainResult, train_rows
+from scoreloop.training.train import TooLittleData, TrainResult, train_rows
 
 TimeBasis = Literal["scored_at", "record"]
+TOO_LITTLE_DATA = "refused: too little data"
+STATUS = {"promoted": "promoted", "refused": "refused", TOO_LITTLE_DATA: "refused"}  # outcome -> page status
 
 
 @dataclass(frozen=True)
 class RetrainFindings:
-    """What a retrain found and decided: `outcome` is promoted, refused (by the gate) or not-trained, with the
-    reason; the training window's bounds and rows, its comparison with the previous window (coverage, positive
-    rate, exploration, drift between the training sets), and the gate's figures."""
+    """What a retrain found and decided: `outcome` is promoted, refused (by the gate), refused: too little data
+    (below the training floor: nothing trained) or not-trained, with the reason; the training window's bounds and
+    rows, its comparison with the previous window (coverage, positive rate, exploration, drift between the training
+    sets), and the gate's figures."""
 
     outcome: str
     reason: str
@@ -159,7 +162,7 @@ def retrain(
     drift = build_drift_report(previous, current, spec, out_dir) if len(current) and len(previous) else None
     bounds = {"start": start.isoformat(), "end": end.isoformat(), "previous_start": previous_start.isoformat()}
     source = f"scoring log {start:%Y%m%dT%H%M%S} to {end:%Y%m%dT%H%M%S}"
-    trained, decision, failure = _train_and_gate(settings, spec, current, ipw, source, study_name)
+    trained, decision, failure, refused = _train_and_gate(settings, spec, current, ipw, source, study_name)
     params = {"window": str(window), "basis": basis, "ipw": ipw, "ipw_clip": settings.policy.ipw_clip, **bounds}
     findings = retrain_findings(
         current,
@@ -173,21 +176,25 @@ def retrain(
         trained=trained,
         decision=decision,
         failure=failure,
+        too_little_data=refused,
     )
     return publish_retrain(settings, out_dir, findings)
 
 
 def _train_and_gate(
     settings: Settings, spec: DatasetSpec, current: pd.DataFrame, ipw: bool, source: str, study_name: str | None
-) -> tuple[TrainResult | None, GateDecision | None, str]:
-    """Train a challenger on the window's rows and run the gate; or say why nothing could be trained."""
+) -> tuple[TrainResult | None, GateDecision | None, str, bool]:
+    """Train a challenger on the window's rows and run the gate; or say why nothing could be trained (and whether
+    it was the data floor that refused)."""
     weights = ipw_weights(current["propensity"], settings.policy.ipw_clip) if ipw else None
     rows = current.drop(columns=["propensity", "policy"])
     try:
         trained = train_rows(settings, spec, rows, source=source, weights=weights, study_name=study_name)
+    except TooLittleData as exc:
+        return None, None, str(exc), True
     except ValueError as exc:
-        return None, None, f"not trained: {exc}"
-    return trained, promote(settings), ""
+        return None, None, f"not trained: {exc}", False
+    return trained, promote(settings), "", False
 
 
 def retrain_findings(
@@ -203,9 +210,10 @@ def retrain_findings(
     trained: TrainResult | None,
     decision: GateDecision | None,
     failure: str = "",
+    too_little_data: bool = False,
 ) -> RetrainFindings:
     """The window comparison (with the drift between the training sets, when both have rows) and the outcome: the
-    gate's verdict and reason, or `not-trained` with `failure`."""
+    gate's verdict and reason, or `refused: too little data` / `not-trained` with `failure`."""
     comparison = compare_windows(current, previous, scored, spec)
     drifted: tuple[str, ...] = ()
     if drift is not None:
@@ -213,7 +221,7 @@ def retrain_findings(
         comparison |= {"drifted_columns": drift.drifted_columns, "share_drifted": drift.share_drifted}
         comparison["drift_score"] = {c.column: c.score for c in drift.columns}
     if trained is None or decision is None:
-        outcome, reason, gate = "not-trained", failure, {}
+        outcome, reason, gate = TOO_LITTLE_DATA if too_little_data else "not-trained", failure, {}
     else:
         outcome, reason, gate = ("promoted" if decision.promoted else "refused"), decision.reason, decision.to_dict()
     return RetrainFindings(outcome, reason, window, len(current), comparison, drifted, ipw, params, trained, gate)
@@ -292,7 +300,7 @@ def retrain_page(findings: RetrainFindings, run_id: str) -> tuple[dict[str, Any]
     summary = {
         "kind": "retrain",
         "title": f"retrain on {findings.window['start'][:10]} .. {findings.window['end'][:10]}",
-        "status": {"promoted": "promoted", "refused": "refused"}.get(findings.outcome, "info"),
+        "status": STATUS.get(findings.outcome, "info"),
         "model_version": findings.train.version if findings.train else "none",
         "headline": {
             "drifted": list(findings.drifted),

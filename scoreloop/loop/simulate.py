@@ -101,6 +101,9 @@ class World:
     bounds: list[datetime]
 
 
+SIMULATION_FLOOR = {"min_rows": 100, "min_positives": 10}
+
+
 def lead_spec() -> DatasetSpec:
     """The synthetic world's spec (clean, typed columns)."""
     return DatasetSpec(
@@ -138,7 +141,7 @@ def policy_settings(settings: Settings, policy: str, ipw: bool, gate: bool = Tru
         raise ValueError(f"policy must be one of {list(POLICIES)}, got {policy!r}")
     label = f"{policy}{'-ipw' if ipw else ''}"
     home = settings.ensure_home()
-    update = {} if gate else {"margin": -1.0, "ece_tolerance": 1.0}
+    update = {} if gate else {"margin": -1.0, "ece_tolerance": 1.0, "baseline_tolerance": 1.0}
     return settings.model_copy(
         update={
             "model_name": f"{settings.model_name}-sim-{label}",
@@ -148,13 +151,21 @@ def policy_settings(settings: Settings, policy: str, ipw: bool, gate: bool = Tru
                 update={"epsilon": 0.0 if policy == "exploit" else settings.policy.epsilon}
             ),
             "gate": settings.gate.model_copy(update=update),
+            # A simulated month is a few thousand leads of which sales works a fifth: the loop deliberately
+            # retrains on a few hundred labels, below the product's floor (the retrains stay comparable).
+            "train": settings.train.model_copy(update=SIMULATION_FLOOR),
         }
     )
 
 
 def train_pilot(settings: Settings, world: World) -> TrainResult:
     """The first champion, trained on the pilot month in which every lead was worked (shared by every policy)."""
-    pilot = settings.model_copy(update={"model_name": f"{settings.model_name}-sim-pilot"})
+    pilot = settings.model_copy(
+        update={
+            "model_name": f"{settings.model_name}-sim-pilot",
+            "train": settings.train.model_copy(update=SIMULATION_FLOOR),
+        }
+    )
     rows = world.months[0].drop(columns="p_true")
     return train_rows(pilot, lead_spec(), rows, source="pilot month: every lead worked", study_name=pilot.model_name)
 

@@ -110,6 +110,8 @@ def test_sliding_window_retrain_from_the_cli(loop) -> None:
         "SCORELOOP_STORE_URL": f"sqlite:///{home / 'simulate-explore-ipw.db'}",
         "SCORELOOP_TRAIN__MAX_ITERATIONS": "150",
         "SCORELOOP_TRAIN__BASELINES": "false",
+        "SCORELOOP_TRAIN__MIN_ROWS": "100",  # a 28-day window of the small simulation: ~400 labelled leads
+        "SCORELOOP_TRAIN__MIN_POSITIVES": "10",
     }
     run = cli(home, "retrain", "--window", "28d", "--ipw", "--trials", "1", env=env)
     summary = read_summaries(home / "reports")[-1]

@@ -6,7 +6,7 @@ One module-scoped story in one home keeps the cost down (five small trainings):
   v2 `rep`  5 trials, baselines on                    metrics, plots, lineage, baselines; promoted (first champion)
   v3 `rep`  3 more trials                             the study is resumed
   v4 `rep2` 5 trials, same seed/data/config as v2     reproducibility
-  v5 `bad`  crippled search space                     refused by the gate, forced through, rolled back
+  v5 `bad`  crippled search space, tuned candidate only refused by the gate, forced through, rolled back
 """
 
 from __future__ import annotations
@@ -26,11 +26,17 @@ from tests.support import cli
 pytestmark = pytest.mark.slow
 
 MODEL = "scoreloop-model"
-SMALL = {"SCORELOOP_TRAIN__MAX_ITERATIONS": "120", "SCORELOOP_TRAIN__BASELINES": "false"}
-# Depth-1 stumps, 10 trees at a learning rate of 0.001: probabilities barely leave 0.5, so both ranking and
-# calibration are far worse than a tuned model's.
+# The story tunes on the validation slice (cross-validation has its own test: test_training_selection.py).
+SMALL = {
+    "SCORELOOP_TRAIN__MAX_ITERATIONS": "120",
+    "SCORELOOP_TRAIN__BASELINES": "false",
+    "SCORELOOP_TRAIN__CV_BELOW_ROWS": "0",
+}
+# Depth-1 stumps, 10 trees at a learning rate of 0.001: ranking far worse than a tuned model's. Selection is
+# restricted to the tuned candidate, or it would pick CatBoost's defaults instead.
 CRIPPLED = {
     **SMALL,
+    "SCORELOOP_TRAIN__CANDIDATES": '["tuned"]',
     "SCORELOOP_TRAIN__MAX_ITERATIONS": "10",
     "SCORELOOP_TRAIN__SEARCH__DEPTH": "[1, 1]",
     "SCORELOOP_TRAIN__SEARCH__LEARNING_RATE": "[0.001, 0.001]",
@@ -195,9 +201,9 @@ def test_gate_refuses_a_worse_challenger_and_records_why(story: dict) -> None:
     assert "not promoted" in story["refused"]
     tags = story["refused_tags"]  # as they were right after the decision (later decisions on v5 overwrite them)
     assert tags["gate.promoted"] == "False"
-    assert "misses the margin" in tags["gate.reason"] and "beyond the tolerance" in tags["gate.reason"]
+    assert "misses the margin" in tags["gate.reason"] and "ECE: challenger" in tags["gate.reason"]
     assert float(tags["gate.challenger_value"]) < float(tags["gate.champion_value"])
-    assert float(tags["gate.challenger_ece"]) > float(tags["gate.champion_ece"])
+    assert float(tags["gate.challenger_ece"]) >= 0  # calibrated: ranking, not calibration, is what it lost on
     assert tags["gate.champion_version"] == "2"
     history = cli(story["home"], "history").stdout
     assert "refused" in history and "misses the margin" in history

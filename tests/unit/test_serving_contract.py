@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from scoreloop.core.coerce import field_counts, read_columns
 from scoreloop.core.spec import DatasetSpec, Range
-from scoreloop.serving.schema import TooManyRecords, check_columns, check_records, record_model
+from scoreloop.serving.schema import Metadata, TooManyRecords, check_columns, check_records, record_model
 
 SPEC = DatasetSpec(
     id_column="lead_id",
@@ -143,3 +143,14 @@ def test_text_numbers_follow_the_spec_format() -> None:
     rows = check_records([{"industry": "saas", "employees": "1.234", "revenue": "1.234,5 €"}], eu, max_records=1)
     assert (rows["employees"][0], rows["revenue"][0]) == (1234, 1234.5)
     assert check_records([{"industry": "saas", "employees": "1.234"}], SPEC, max_records=1)["employees"][0] == 1.234
+
+
+def test_metadata_names_the_calibration_and_a_client_of_an_older_server_still_reads_it() -> None:
+    older = {"model": "m", "version": "1", "run_id": None, "windows": {}, "metrics": {}, "tier_cutoffs": {"A": 0.5},
+             "score_scale": "percentile", "max_records": 10, "required": [], "input_schema": {}}  # fmt: skip
+    assert Metadata.model_validate(older).calibration.model_dump() == {"method": "identity", "rows": 0}
+    assert "calibration" not in Metadata.model_json_schema()["required"]
+    served = Metadata.model_validate({**older, "calibration": {"method": "platt", "rows": 812}})
+    assert served.model_dump(mode="json")["calibration"] == {"method": "platt", "rows": 812}
+    with pytest.raises(ValidationError, match="platt"):
+        Metadata.model_validate({**older, "calibration": {"method": "beta"}})

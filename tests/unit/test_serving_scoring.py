@@ -1,4 +1,5 @@
-"""The scoring path behind /score, /explain and `scoreloop score`, on a small real CatBoost model."""
+"""The scoring path behind /score, /explain and `scoreloop score`, on a small real CatBoost model, with and without
+a calibration on its card."""
 
 from __future__ import annotations
 
@@ -10,12 +11,31 @@ import pandas as pd
 import pytest
 from catboost import CatBoostClassifier
 
+from scoreloop.core.calibration import Calibration, fit_calibration, logit, sigmoid
 from scoreloop.core.coerce import read_frame
-from scoreloop.core.model import ModelCard, ScoringModel, fit_card_scale, make_pool
+from scoreloop.core.model import (
+    CARD_KEY,
+    ModelCard,
+    ScoringModel,
+    fit_card_scale,
+    make_pool,
+    read_card,
+    to_scores,
+    to_tiers,
+)
 from scoreloop.core.spec import DatasetSpec, Range
 from scoreloop.serving.batch import score_file
 from scoreloop.serving.schema import check_records
-from scoreloop.serving.scoring import as_records, explain_rows, reason_text, records_json, score_rows
+from scoreloop.serving.scoring import (
+    _log_odds_scale,
+    _secant_slopes,
+    as_records,
+    explain_rows,
+    model_pool,
+    reason_text,
+    records_json,
+    score_rows,
+)
 
 SPEC = DatasetSpec(
     id_column="lead_id",
@@ -28,19 +48,22 @@ SPEC = DatasetSpec(
 )
 
 
-@pytest.fixture(scope="module")
-def model() -> ScoringModel:
-    rng = np.random.default_rng(0)
-    n = 600
-    rows = pd.DataFrame(
+def leads(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
         {
             "employees": rng.integers(1, 5000, n).astype(float),
             "visits": rng.poisson(5, n).astype(float),
             "industry": rng.choice(["saas", "retail", "media"], n),
         }
     )
-    logit = -2 + 0.4 * rows["visits"] - 1.5 * (rows["industry"] == "retail")
-    label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+
+
+@pytest.fixture(scope="module")
+def model() -> ScoringModel:
+    rows = leads(600, seed=0)
+    log_odds = -2 + 0.4 * rows["visits"] - 1.5 * (rows["industry"] == "retail")
+    label = (np.random.default_rng(1).random(len(rows)) < sigmoid(log_odds)).astype(int)
     classifier = CatBoostClassifier(iterations=60, depth=3, verbose=False, allow_writing_files=False, thread_count=1)
     classifier.fit(make_pool(rows, SPEC, label))
     quantiles, cutoffs = fit_card_scale(classifier.predict_proba(make_pool(rows, SPEC))[:, 1], {"A": 0.1, "B": 0.3})
@@ -141,3 +164,138 @@ def test_frames_are_read_like_requests() -> None:
     checked = read_frame(frame, SPEC)
     assert checked.rows["employees"][0] == 1000
     assert [(issue.row, issue.field) for issue in checked.issues] == [(1, "employees")]
+
+
+TIERS = {"A": 0.1, "B": 0.3}
+
+
+def calibrated_model(model: ScoringModel, method: str) -> ScoringModel:
+    """`model` with a calibration fitted by training's own function on labels drawn at rate raw**2 (so the raw
+    probabilities are over-confident), and the score scale refitted on calibrated probabilities, as training does."""
+    raw = model.raw_proba(leads(400, seed=2))
+    label = np.random.default_rng(3).random(len(raw)) < raw**2
+    calibration = fit_calibration(label, raw, method)
+    quantiles, cutoffs = fit_card_scale(calibration.apply(raw), TIERS)
+    update = {"calibration": calibration, "score_quantiles": quantiles, "tier_cutoffs": cutoffs}
+    return ScoringModel(model.classifier, model.card.model_copy(update=update), model.name, model.version)
+
+
+def typed(frame: pd.DataFrame) -> np.ndarray:
+    return check_records(RECORDS + frame.to_dict("records"), SPEC, max_records=1000)
+
+
+def test_a_card_from_before_calibration_loads_as_identity_and_serves_what_it_served(
+    model: ScoringModel, tmp_path: Path
+) -> None:
+    from mlflow.models import Model
+
+    old = model.card.model_dump(mode="json")
+    del old["calibration"]
+    Model(metadata={CARD_KEY: old}).save(str(tmp_path / "MLmodel"))
+    card = read_card(tmp_path)
+    assert card.calibration == Calibration() and card.calibration.method == "identity"
+    legacy = ScoringModel(model.classifier, card, "m", "3")
+    rows = typed(leads(20, seed=7))
+    raw = model.classifier.predict_proba(model_pool(rows, SPEC))[:, 1]
+    assert score_rows(legacy, rows)["probability"].tolist() == raw.tolist()
+    shap = model.classifier.get_feature_importance(model_pool(rows, SPEC), type="ShapValues")
+    contributions, base = shap[:, :-1], shap[:, -1]
+    log_odds = contributions.sum(axis=1)
+    slopes = (sigmoid(base + log_odds) - sigmoid(base)) / log_odds  # the formula /explain used before calibration
+    for i, record in enumerate(explain_rows(legacy, rows, top=3)):
+        assert record["baseline"] == sigmoid(base[i])
+        for reason in record["reasons"]:
+            j = SPEC.features.index(reason["feature"])
+            assert reason["log_odds"] == contributions[i, j]
+            assert reason["points"] == 100 * contributions[i, j] * slopes[i]
+
+
+def test_a_fitted_calibration_travels_with_the_card(model: ScoringModel) -> None:
+    card = calibrated_model(model, "isotonic").card
+    assert ModelCard.model_validate_json(card.model_dump_json()).calibration == card.calibration
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_served_probability_is_the_cards_calibration_of_the_classifiers_and_score_and_tier_follow_it(
+    model: ScoringModel, method: str
+) -> None:
+    calibrated = calibrated_model(model, method)
+    card = calibrated.card
+    frame = leads(300, seed=4)
+    raw = model.classifier.predict_proba(make_pool(frame, SPEC))[:, 1]
+    expected = card.calibration.apply(raw)
+    assert np.abs(expected - raw).max() > 0.05  # the calibration moves probabilities, so the checks can tell
+    scored = score_rows(calibrated, read_frame(frame, SPEC).rows)
+    assert scored["probability"] == pytest.approx(expected, abs=1e-12)
+    assert calibrated.predict_proba(frame) == pytest.approx(expected, abs=1e-12)
+    assert calibrated.score(frame)["probability"].to_numpy() == pytest.approx(expected, abs=1e-12)
+    assert scored["score"].tolist() == to_scores(expected, card.score_quantiles).tolist()
+    assert scored["score"].tolist() != to_scores(raw, card.score_quantiles).tolist()
+    assert scored["tier"].tolist() == to_tiers(expected, card.tier_cutoffs).tolist()
+    by_probability = np.argsort(scored["probability"], kind="stable")
+    assert np.all(np.diff(scored["score"][by_probability]) >= 0)
+    rank = {"A": 0, "B": 1, "D": 2}
+    assert np.all(np.diff([rank[t] for t in scored["tier"][by_probability]]) <= 0)
+
+
+@pytest.mark.parametrize("method", ["identity", "platt", "isotonic"])
+def test_explanations_add_up_to_the_calibrated_probability_score_serves(model: ScoringModel, method: str) -> None:
+    calibrated = calibrated_model(model, method)
+    calibration = calibrated.card.calibration
+    rows = typed(leads(60, seed=5))
+    served = score_rows(calibrated, rows)["probability"]
+    shap = model.classifier.get_feature_importance(model_pool(rows, SPEC), type="ShapValues")
+    explained = explain_rows(calibrated, rows, top=len(SPEC.features))
+    scales = set()
+    for i, record in enumerate(explained):
+        reasons = record["reasons"]
+        assert record["probability"] == served[i]
+        assert record["baseline"] == pytest.approx(calibration.apply(sigmoid(shap[i, -1])), abs=1e-12)
+        assert record["other_points"] == pytest.approx(0, abs=1e-12)
+        points = sum(reason["points"] for reason in reasons)
+        assert record["baseline"] + points / 100 == pytest.approx(served[i], abs=1e-9)
+        log_odds = sum(reason["log_odds"] for reason in reasons)
+        assert log_odds == pytest.approx(logit(served[i]) - logit(record["baseline"]), abs=1e-7)
+        assert all(np.sign(reason["points"]) == np.sign(reason["log_odds"]) for reason in reasons)
+        for reason in reasons:
+            shap_value = shap[i, SPEC.features.index(reason["feature"])]
+            scales.add(round(reason["log_odds"] / shap_value, 9))
+    if method == "platt":
+        assert scales == {round(calibration.slope, 9)}  # affine: every contribution scaled by the slope
+    elif method == "identity":
+        assert scales == {1.0}
+    else:
+        assert len(scales) > 1  # not affine: rescaled record by record
+
+
+@pytest.mark.parametrize("method", ["identity", "platt", "isotonic"])
+def test_a_record_whose_features_cancel_out_is_explained_by_the_calibrations_local_slope(
+    model: ScoringModel, method: str
+) -> None:
+    calibrated = calibrated_model(model, method)
+    base, raw = np.full(2, -0.7), np.array([1e-12, 1e-6])  # the first counts as cancelled, the second does not
+    scale = _log_odds_scale(calibrated, base, raw)
+    baseline, probability = calibrated.calibrated(sigmoid(base)), calibrated.calibrated(sigmoid(base + raw))
+    slopes = _secant_slopes(baseline, probability, raw, scale)
+    assert scale[0] == pytest.approx(scale[1], rel=1e-3)
+    assert slopes[0] == pytest.approx(slopes[1], rel=1e-3)
+    if method == "platt":
+        assert scale == pytest.approx(calibrated.card.calibration.slope, rel=1e-6)
+    elif method == "identity":
+        assert scale.tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_a_file_gets_the_calibrated_probabilities_score_serves(
+    model: ScoringModel, tmp_path: Path, method: str
+) -> None:
+    calibrated = calibrated_model(model, method)
+    frame = leads(120, seed=6)
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    report = score_file(calibrated, tmp_path / "in.csv", tmp_path / "out.parquet", chunk_rows=50)
+    out = pd.read_parquet(report.output)
+    served = score_rows(calibrated, check_records(frame.to_dict("records"), SPEC, max_records=1000))
+    raw = model.classifier.predict_proba(make_pool(frame, SPEC))[:, 1]
+    assert out["probability"].to_numpy() == pytest.approx(served["probability"], abs=1e-12)
+    assert out["probability"].to_numpy() == pytest.approx(calibrated.card.calibration.apply(raw), abs=1e-12)
+    assert (out["score"].tolist(), out["tier"].tolist()) == (served["score"].tolist(), served["tier"].tolist())
