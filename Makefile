@@ -29,7 +29,7 @@ demo: $(STAMP) ## Run the whole loop on the embedded synthetic data
 test: $(STAMP) ## Run the whole test suite (unit + integration)
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP) ## Run the unit tests only
+test-fast: $(STAMP) ## Run the tests not marked slow
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP) ## ruff, and the import layers (pyproject's [tool.importlinter]) on the package as installed
