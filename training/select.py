@@ -27,6 +27,7 @@ from scoreloop.training.split import slice_weights
 from scoreloop.training.tune import TuningData, fit_catboost
 
 SELECTION_METRIC = "roc_auc"
+DEFAULT_TREES = 1000  # CatBoostClassifier's own default `iterations`
 
 
 @dataclass(frozen=True)
@@ -62,22 +63,27 @@ def candidate_params(tuned: dict, allowed: Sequence[str] = ("tuned", "defaults")
 
 
 def cross_validate(name: str, params: dict, folds: Sequence[TuningData], config: TrainSettings) -> Candidate:
-    """Fit `params` on each fold with early stopping; score and predict each fold's validation rows."""
+    """Fit `params` on each fold with early stopping; score and predict each fold's validation rows.
+
+    `defaults` is CatBoost as a user gets it in one line: its own tree count and automatic learning rate, no early
+    stopping (on small folds, stopping on a noisy validation AUC underfits it: 0.72 against 0.81 on 1,500 synthetic
+    rows), so the champion is never worse than that one-liner on the estimate it is chosen by."""
+    one_liner = name == "defaults"
     scores, trees, ys, raws, weights, learning_rate = [], [], [], [], [], None
     for fold in folds:
         train, valid = fold.pools()
-        model = fit_catboost(params, train, valid, config)
+        model = fit_catboost(params, train, None if one_liner else valid, config, DEFAULT_TREES if one_liner else None)
         raw = model.predict_proba(valid)[:, 1]
         y = fold.valid[fold.spec.target].to_numpy()
         scores.append(roc_auc(y, raw, fold.valid_weight))
-        trees.append(model.get_best_iteration() + 1)
+        trees.append(DEFAULT_TREES if one_liner else model.get_best_iteration() + 1)
         ys.append(y)
         raws.append(raw)
         weights.append(fold.valid_weight)
         learning_rate = model.get_all_params()["learning_rate"]  # the last (largest) fold's: closest to the refit
     return Candidate(
         name=name,
-        params={**params, "learning_rate": learning_rate},
+        params=params if one_liner else {**params, "learning_rate": learning_rate},  # one-liner: automatic on refit
         fold_scores=tuple(scores),
         iterations=round(float(np.mean(trees))),
         y=np.concatenate(ys),

@@ -95,7 +95,7 @@ def test_an_early_stopped_model_on_a_tiny_window_predicts_the_base_rate_not_one_
     rows = world(240, seed, base=-2.5)  # ~10% positives, almost no signal to learn from 120 rows
     config = TrainSettings(max_iterations=300, early_stopping_rounds=5)
     fold = TuningData(SPEC, rows.iloc[:120], rows.iloc[120:])
-    tiny = cross_validate("defaults", {"learning_rate": 0.3}, [fold], config)
+    tiny = cross_validate("tuned", {"learning_rate": 0.3}, [fold], config)
     assert tiny.raw.mean() == pytest.approx(rows["y"].iloc[:120].mean(), abs=0.05)
     assert np.median(tiny.raw) < 0.25  # not the ~0.5 everywhere CatBoost started from before boost_from_average
 
