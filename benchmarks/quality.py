@@ -39,7 +39,7 @@ from scoreloop.core.model import make_pool
 from scoreloop.core.settings import Settings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.tracking import CHALLENGER, configure, load_registered
-from scoreloop.training.baselines import _HgbFrames  # training's own encoding for HGB, reused rather than copied
+from scoreloop.training.baselines import HgbFrames
 from scoreloop.training.train import train_rows
 from scoreloop.training.tune import fit_catboost
 
@@ -137,7 +137,7 @@ def fit_defaults(settings: Settings, case: Case) -> tuple[np.ndarray, float]:
 
 def fit_hgb(settings: Settings, case: Case) -> np.ndarray:
     """HistGradientBoostingClassifier with its defaults on ordinal-encoded categoricals (text columns left out)."""
-    frames = _HgbFrames(case.spec, case.train)
+    frames = HgbFrames(case.spec, case.train)
     model = HistGradientBoostingClassifier(
         categorical_features=frames.categorical_mask, random_state=settings.train.seed
     ).fit(frames.transform(case.train), case.train[case.spec.target].to_numpy())

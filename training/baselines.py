@@ -52,7 +52,7 @@ def catboost_defaults(split: Split, spec: DatasetSpec, config: TrainSettings, we
     )
 
 
-class _HgbFrames:
+class HgbFrames:
     """Numeric columns as they are, categorical ones ordinal-encoded (unseen -> missing), text columns left out."""
 
     def __init__(self, spec: DatasetSpec, fit_rows: pd.DataFrame) -> None:
@@ -80,7 +80,7 @@ def hist_gradient_boosting(
 ) -> Baseline:
     """scikit-learn's HistGradientBoostingClassifier with its defaults, early-stopped on the validation slice."""
     target = spec.target
-    frames = _HgbFrames(spec, split.train)
+    frames = HgbFrames(spec, split.train)
     early = HistGradientBoostingClassifier(
         max_iter=config.max_iterations,
         early_stopping=True,
@@ -95,7 +95,7 @@ def hist_gradient_boosting(
         sample_weight_val=slice_weights(split.valid, weights),
     )
     refit_rows = pd.concat([split.train, split.valid])
-    refit_frames = _HgbFrames(spec, refit_rows)
+    refit_frames = HgbFrames(spec, refit_rows)
     final = HistGradientBoostingClassifier(
         max_iter=early.n_iter_,
         early_stopping=False,

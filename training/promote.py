@@ -128,14 +128,19 @@ def promote(settings: Settings) -> GateDecision:
     holdout_run, holdout = _newest_holdout(client, challenger, champion)
     described = f"run {holdout_run} ({len(holdout)} rows)"
     try:
-        scores = _score(name, new, holdout, settings)
+        model = load_version(name, new)
+        proba = model.predict_proba(holdout)
+        scores = _score(holdout[model.spec.target], proba, settings)
     except Exception as exc:  # a version that cannot be loaded and scored must never become champion
         reason = f"version {new} cannot be loaded and scored ({one_line(exc)})"
         return _record(client, name, GateDecision(False, reason, challenger_value=None, champion_value=None, **base))
-    own = holdout if holdout_run == challenger.run_id else _holdout(challenger.run_id)
-    model = load_version(name, new)
+    if holdout_run == challenger.run_id:
+        own, own_proba = holdout, proba
+    else:
+        own = _holdout(challenger.run_id)
+        own_proba = model.predict_proba(own)
     y_own = own[model.spec.target].to_numpy()
-    fair, versus = beats_baselines(gate.metric, y_own, model.predict_proba(own), baseline_predictions(own), gate)
+    fair, versus = beats_baselines(gate.metric, y_own, own_proba, baseline_predictions(own), gate)
     if not fair:
         decision = GateDecision(
             False,
@@ -158,7 +163,8 @@ def promote(settings: Settings) -> GateDecision:
             **base,
         )
         return _record(client, name, decision)
-    champion_scores = _score(name, old, holdout, settings)
+    champion_model = load_version(name, old)
+    champion_scores = _score(holdout[model.spec.target], champion_model.predict_proba(holdout), settings)
     promoted, reason = judge(gate.metric, scores, champion_scores, gate)
     decision = GateDecision(
         promoted,
@@ -173,10 +179,9 @@ def promote(settings: Settings) -> GateDecision:
     return _record(client, name, decision)
 
 
-def _score(name: str, version: str, holdout: pd.DataFrame, settings: Settings) -> dict[str, float]:
-    model = load_version(name, version)
+def _score(y: pd.Series, proba: np.ndarray, settings: Settings) -> dict[str, float]:
     config = settings.train
-    return evaluate(holdout[model.spec.target], model.predict_proba(holdout), config.top_k, config.calibration_bins)
+    return evaluate(y, proba, config.top_k, config.calibration_bins)
 
 
 def _newest_holdout(

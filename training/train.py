@@ -217,7 +217,12 @@ def _evaluate(
     baselines = {}
     if config.baselines:
         baselines = {
-            "catboost": Baseline(None, defaults.predict_proba(model_frame(split.holdout, spec))[:, 1]),
+            "catboost": Baseline(
+                None,
+                selected.raw
+                if defaults is selected.model
+                else defaults.predict_proba(model_frame(split.holdout, spec))[:, 1],
+            ),
             "hgb": hist_gradient_boosting(split, spec, config, weights),
         }
     y_holdout, y_valid = split.holdout[spec.target].to_numpy(), split.valid[spec.target].to_numpy()
