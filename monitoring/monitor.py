@@ -31,7 +31,7 @@ from scoreloop.core.policy import ipw_weights
 from scoreloop.core.settings import MonitorSettings, Settings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import RecordStore
-from scoreloop.core.tracking import CHAMPION, configure, load_version, version_by_alias
+from scoreloop.core.tracking import CHAMPION, configure, load_version, monitoring_experiment, version_by_alias
 from scoreloop.monitoring.checks import Check, judge, status
 from scoreloop.monitoring.drift import DriftSummary, QualitySummary, build_drift_report, build_quality_report
 from scoreloop.monitoring.quality import feature_quality, labelled_quality, tier_quality
@@ -342,13 +342,14 @@ def log_monitoring_run(
     settings: Settings, out_dir: Path, kind: str, summary: dict[str, Any], params: dict[str, Any]
 ) -> None:
     """One run in the monitoring experiment: figures as metrics, checks as tags, the report folder as artifacts."""
-    configure(settings, experiment=f"{settings.experiment}-monitoring")
+    configure(settings, experiment=monitoring_experiment(settings))
     figures = summary["figures"]
     tags = {
         "scoreloop.role": "monitoring",
         "scoreloop.kind": kind,
         "scoreloop.model_version": summary["model_version"],
         "scoreloop.status": summary["status"],
+        "scoreloop.failed": "; ".join(c["message"] for c in summary["checks"] if c["passed"] is False)[:5000],
         **{f"check.{c['name']}": c["message"][:500] for c in summary["checks"]},
     }
     scalars = {k: v for k, v in figures.items() if isinstance(v, int | float) and not isinstance(v, bool)}
