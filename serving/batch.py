@@ -47,7 +47,8 @@ class Worklist:
     store: RecordStore
 
     def plan(self, scored: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
-        return work_plan(scored["probability"], self.policy.capacity, self.policy.epsilon, rng)
+        policy = self.policy
+        return work_plan(scored["probability"], policy.capacity, policy.epsilon, rng, policy.exploration)
 
 
 @dataclass(frozen=True)

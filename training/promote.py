@@ -168,7 +168,7 @@ def promote(settings: Settings, force: bool = False) -> GateDecision:
     logged = Logged.of(frame[model.spec.target], frame.get(PROPENSITY))
     own, own_proba = (frame, proba) if evaluation_run == (challenger.run_id, HOLDOUT_ARTIFACT) else (None, None)
     if own is None:
-        own = _artifact(challenger.run_id, HOLDOUT_ARTIFACT)
+        own = run_table(challenger.run_id, HOLDOUT_ARTIFACT)
         own_proba = model.predict_proba(own)
     fair, versus = beats_baselines(
         gate.metric, own[model.spec.target].to_numpy(), own_proba, baseline_predictions(own), gate
@@ -233,12 +233,12 @@ def _evaluation(
     """The records both models are judged on: the logged decisions a retrain attached to the challenger's run, or
     the newer training holdout. Returns (run, artifact), the frame and a description."""
     if LOGGED_ARTIFACT in {a.path for a in client.list_artifacts(challenger.run_id, LOGGED_ARTIFACT.split("/")[0])}:
-        frame = _artifact(challenger.run_id, LOGGED_ARTIFACT)
+        frame = run_table(challenger.run_id, LOGGED_ARTIFACT)
         return (challenger.run_id, LOGGED_ARTIFACT), frame, (
             f"the logged decisions of the challenger's holdout span (run {challenger.run_id}, {len(frame)} records)"
         )
     run_id = _newest_holdout(client, challenger, champion)
-    frame = _artifact(run_id, HOLDOUT_ARTIFACT)
+    frame = run_table(run_id, HOLDOUT_ARTIFACT)
     return (run_id, HOLDOUT_ARTIFACT), frame, f"the holdout of run {run_id} ({len(frame)} rows)"
 
 
@@ -256,13 +256,9 @@ def _newest_holdout(client: MlflowClient, challenger: ModelVersion, champion: Mo
     return max(run_ids, key=lambda run_id: ends[run_id]) if ends else challenger.run_id
 
 
-def _artifact(run_id: str, path: str) -> pd.DataFrame:
+def run_table(run_id: str, path: str) -> pd.DataFrame:
+    """A Parquet artifact of a run (the holdout, the logged decisions) as a frame."""
     return pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path))
-
-
-def holdout_rows(run_id: str) -> pd.DataFrame:
-    """A training run's holdout rows, as the gate reads them."""
-    return _artifact(run_id, HOLDOUT_ARTIFACT)
 
 
 def attach_evaluation(run_id: str, logged: pd.DataFrame) -> None:
@@ -273,7 +269,7 @@ def attach_evaluation(run_id: str, logged: pd.DataFrame) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(LOGGED_ARTIFACT).name
         logged.to_parquet(path, index=False)
-        MlflowClient().log_artifact(run_id, str(path), str(Path(LOGGED_ARTIFACT).parent))
+        MlflowClient().logrun_table(run_id, str(path), str(Path(LOGGED_ARTIFACT).parent))
 
 
 def _record(client: MlflowClient, name: str, decision: GateDecision) -> GateDecision:

@@ -211,3 +211,43 @@ def expected_figures(probability: np.ndarray) -> dict[str, float]:
         "expected_roc_auc": expected_auc(probability, probability),
         "expected_positive_rate": float(probability.mean()),
     }
+
+
+def estimate(
+    logged: Logged,
+    probability: np.ndarray,
+    metric: str,
+    capacity: float,
+    *,
+    level: float = 0.90,
+    rounds: int = 200,
+    seed: int = 0,
+    bins: int = BINS,
+) -> dict[str, float]:
+    """One model's off-policy figures on logged records, with `<figure>_low`/`_high` bootstrap intervals for the
+    metric, the self-normalised positive rate and the worklist value, and the records behind them."""
+    probability = np.asarray(probability, dtype=float)
+    figures = point_figures(logged, probability, metric, capacity, bins)
+    lab = logged.labelled
+
+    def ranked(rows: np.ndarray) -> float:
+        part, keep = logged.take(rows), lab[rows]
+        return binary_metric(metric, part.y[keep], probability[rows][keep], part.weights[keep])
+
+    def rate(rows: np.ndarray) -> float:
+        part = logged.take(rows)
+        w = part.weights[part.labelled]
+        return float(np.sum(w * part.y[part.labelled]) / w.sum()) if w.size else float("nan")
+
+    def value(rows: np.ndarray) -> float:
+        return worklist_value(logged.take(rows), probability[rows], capacity)
+
+    for name, statistic in ((metric, ranked), ("positive_rate_snipw", rate), ("worklist_value", value)):
+        low, high = bootstrap_interval(statistic, len(logged), level, rounds, seed) if lab.any() else (np.nan,) * 2
+        figures |= {f"{name}_low": low, f"{name}_high": high}
+    return figures | {
+        "records": len(logged),
+        "labelled": int(lab.sum()),
+        "effective_size": logged.effective_size,
+        "support": logged.support,
+    }

@@ -154,6 +154,10 @@ class PolicySettings(BaseModel):
 
     capacity: float = Field(0.2, gt=0, le=1, description="Share of each scored batch sales can work.")
     epsilon: float = Field(0.1, ge=0, le=1, description="Share of the capacity drawn at random below the top.")
+    exploration: Literal["uniform", "proportional"] = Field(
+        "uniform", description="How explored leads are drawn below the top: uniformly, or with a chance that grows "
+        "with their probability (see core.policy)."
+    )
     ipw_clip: float = Field(20.0, ge=1, description="Largest inverse-propensity weight a labelled record gets.")
     seed: int = 0
 

@@ -30,8 +30,8 @@ from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import RecordStore
 from scoreloop.core.tracking import configure, load_registered
 from scoreloop.monitoring.drift import DriftSummary, build_drift_report
-from scoreloop.training.promote import GateDecision, attach_evaluation, holdout_rows, promote
-from scoreloop.training.tags import PROPENSITY
+from scoreloop.training.promote import GateDecision, attach_evaluation, promote, run_table
+from scoreloop.training.tags import HOLDOUT_ARTIFACT, PROPENSITY
 from scoreloop.training.train import TooLittleData, TrainResult, train_rows
 
 TimeBasis = Literal["scored_at", "record"]
@@ -219,7 +219,7 @@ def holdout_span(logged: pd.DataFrame, spec: DatasetSpec, run_id: str) -> pd.Dat
     start = pd.Timestamp(mlflow.MlflowClient().get_run(run_id).data.params["window.holdout_start"])
     span = logged[logged[spec.time_column] >= start]
     if spec.id_column:
-        held = set(holdout_rows(run_id)[spec.id_column].astype(str))
+        held = set(run_table(run_id, HOLDOUT_ARTIFACT)[spec.id_column].astype(str))
         span = span[span[spec.target].isna() | span[spec.id_column].astype(str).isin(held)]
     return span.drop(columns="policy")
 
