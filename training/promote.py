@@ -269,7 +269,7 @@ def attach_evaluation(run_id: str, logged: pd.DataFrame) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(LOGGED_ARTIFACT).name
         logged.to_parquet(path, index=False)
-        MlflowClient().logrun_table(run_id, str(path), str(Path(LOGGED_ARTIFACT).parent))
+        MlflowClient().log_artifact(run_id, str(path), str(Path(LOGGED_ARTIFACT).parent))
 
 
 def _record(client: MlflowClient, name: str, decision: GateDecision) -> GateDecision:
