@@ -66,7 +66,8 @@ def test_every_arm_runs_every_cycle_and_only_the_default_one_is_gated(loop) -> N
     assert frame.loc["explore", "gated"].all() and not frame.loc["exploit", "gated"].any()
     shared = frame.xs(1, level="cycle")["true_auc_champion"]
     assert shared.nunique() == 1  # every arm starts from the same pilot, judged on the same next month
-    assert (frame["worked"] == 400).all() and (frame.loc["explore", "explored"] == 200).all()
+    assert frame["worked"].between(350, 450).all()  # a fifth of a month of about 2,000 leads
+    assert (frame.loc["explore", "explored"] == (frame.loc["explore", "worked"] / 2).round()).all()
     # Retrained on its own top picks, exploit-only ranks the population far worse than a retrain on every outcome
     # (measured on seeds 0-4 while developing: by 0.10 to 0.19).
     assert frame.loc[("oracle", 1), "true_auc_challenger"] > frame.loc[("exploit", 1), "true_auc_challenger"] + 0.05
@@ -111,7 +112,7 @@ def test_the_propensity_is_logged_with_every_score(loop) -> None:
     log = RecordStore(f"sqlite:///{home / 'simulate-s0-explore.db'}").labelled(features=False)
     assert set(log["policy"]) == {EXPLOIT, EXPLORE, SKIP}
     assert (log.loc[log["policy"] == EXPLOIT, "propensity"] == 1).all()
-    for _, month in log.groupby("model_version"):
+    for _, month in log.groupby(log["scored_at"].dt.month):
         rest = month[month["policy"] != EXPLOIT]
         assert rest["propensity"].nunique() == 1
         assert rest["propensity"].iloc[0] == pytest.approx((rest["policy"] == EXPLORE).sum() / len(rest))
@@ -169,23 +170,27 @@ def test_a_failing_monitoring_report_blocks_promotion_until_forced(loop, tmp_pat
         "SCORELOOP_GATE__MARGIN": "-1",
         "SCORELOOP_GATE__ECE_TOLERANCE": "1",
     }
-    leads = generate_leads(WorldConfig(rows=4000, seed=5, months=12, covariate_drift=4.0)).drop(columns="p_true")
+    leads = generate_leads(WorldConfig(rows=2000, seed=5)).drop(columns="p_true")
     spec = lead_spec().save(tmp_path / "spec.yaml")
     leads.iloc[:1000].to_csv(tmp_path / "reference.csv", index=False)
-    leads.iloc[-1000:].to_csv(tmp_path / "current.csv", index=False)
+    moved = leads.iloc[1000:].copy()
+    moved[lead_spec().numeric] = moved[lead_spec().numeric] * 5 + 10  # every numeric feature moved far
+    moved.to_csv(tmp_path / "current.csv", index=False)
     cli(home, "train", "--spec", str(spec), "--data", str(tmp_path / "current.csv"), "--trials", "1", env=env)
     monitored = cli(home, "monitor", "--reference", str(tmp_path / "reference.csv"), "--current",
                     str(tmp_path / "current.csv"), "--spec", str(spec), env=env)  # fmt: skip
     assert "fail" in monitored.stdout, monitored.stdout
-    blocked = cli(home, "promote", env=env)
-    assert "not promoted" in blocked.stdout and "blocked by the failing monitoring report" in blocked.stdout
-    forced = cli(home, "promote", "--force", env=env)
-    assert "forced past the failing monitoring report" in forced.stdout, forced.stdout
     configure(loop_settings(home).model_copy(update=EXPLORE_ENV_SETTINGS))
-    client = MlflowClient()
-    name = EXPLORE_ENV["SCORELOOP_MODEL_NAME"]
+    client, name = MlflowClient(), EXPLORE_ENV["SCORELOOP_MODEL_NAME"]
+    challenger = client.get_model_version_by_alias(name, "challenger").version
+    assert "not promoted" in cli(home, "promote", env=env).stdout
+    refused = client.get_model_version(name, challenger).tags
+    assert refused["gate.promoted"] == "False" and "blocked by the failing monitoring report" in refused["gate.reason"]
+    assert "promoted" in cli(home, "promote", "--force", env=env).stdout
     champion = client.get_model_version_by_alias(name, CHAMPION)
-    assert champion.tags["gate.forced"] == "True" and "fail" in champion.tags["gate.monitoring"]
+    assert champion.version == challenger and champion.tags["gate.forced"] == "True"
+    assert "forced past the failing monitoring report" in champion.tags["gate.reason"]
+    assert "fail: max feature drift share" in champion.tags["gate.monitoring"]
 
 
 def test_a_replay_of_a_csv_runs_every_arm_and_writes_the_named_json_fields(tmp_path: Path) -> None:
