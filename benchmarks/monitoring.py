@@ -55,8 +55,8 @@ def fill_store(store: RecordStore, rows: int, seed: int) -> list[pd.Timestamp]:
             {"probability": p, "score": to_scores(p, quantiles), "tier": to_tiers(p, cutoffs)}, index=part.index
         )
         plan = work_plan(p, 0.2, 0.1, rng).set_axis(part.index)
-        log_scored(store, part, scored, plan, model)
-        log_outcomes(store, part, plan)
+        log_scored(store, lead_spec(), part, scored, plan, model)
+        log_outcomes(store, lead_spec(), part, plan["worked"])
     return [pd.Timestamp(world.start) + pd.DateOffset(months=m) for m in range(3)]
 
 

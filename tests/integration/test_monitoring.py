@@ -59,7 +59,7 @@ def scored_world(settings: Settings, store_url: str, *, covariate_drift: float, 
     scored = model.score(leads)
     plan = work_plan(scored["probability"].to_numpy(), 0.2, 0.25, np.random.default_rng(seed)).set_axis(leads.index)
     store = RecordStore(store_url)
-    log_scored(store, leads, scored, plan, model)
+    log_scored(store, lead_spec(), leads, scored, plan, model)
     return World(store, leads, plan)
 
 
@@ -94,13 +94,13 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Reports:
     # Labels arrive late and in two deliveries; the first record is corrected; an unknown id is ignored.
     first, rest = worked.iloc[:50], worked.iloc[50:]
     stable.store.add_outcomes([Outcome(str(first[ID_COLUMN].iloc[0]), 1 - int(first["converted"].iloc[0]))])
-    log_outcomes(stable.store, first, stable.plan)
+    log_outcomes(stable.store, lead_spec(), first, stable.plan["worked"])
     stable.store.add_outcomes([Outcome("never-scored", 1)])
-    log_outcomes(stable.store, rest, stable.plan)
+    log_outcomes(stable.store, lead_spec(), rest, stable.plan["worked"])
     after = monitor_period(settings, PERIOD, end=march.end, reference=Window(JAN, FEB), store=stable.store)
 
     drifting = scored_world(settings, settings.record_store_url, covariate_drift=1.0, seed=2)
-    log_outcomes(drifting.store, drifting.leads, drifting.plan)
+    log_outcomes(drifting.store, lead_spec(), drifting.leads, drifting.plan["worked"])
     drifted = monitor_period(settings, PERIOD, end=APR, reference=Window(JAN, FEB), store=drifting.store)
     gate_run = cli(
         home, "monitor", "--period", "31d", "--end", "2024-04-01", "--reference-start", "2024-01-01",
