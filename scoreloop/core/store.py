@@ -306,6 +306,14 @@ class RecordStore:
             frame = pd.read_sql(sa.select(OUTCOMES).order_by(OUTCOMES.c.id), connection)
         return frame.drop_duplicates("record_id", keep="last").reset_index(drop=True)
 
+    def unmatched_outcomes(self) -> int:
+        """Records with an outcome whose id the scoring log never held: /feedback stores them as sent (the log is
+        not looked up on the request path), and monitoring reports how many there are."""
+        with self.engine.connect() as connection:
+            blobs = connection.execute(sa.select(SCORE_BATCHES.c.scores)).scalars()
+            logged = {i for blob in blobs for i in ipc_table(blob).column("record_id").to_pylist()}
+        return int((~self.outcomes()["record_id"].isin(logged)).sum())
+
     def labelled(
         self,
         start: datetime | None = None,

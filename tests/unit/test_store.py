@@ -136,3 +136,9 @@ def test_a_file_locked_by_another_process_takes_no_writes_until_released(tmp_pat
     holder.execute("ROLLBACK")
     assert store.unavailable() is None
     assert store.add_outcomes([Outcome("released", 1)]) == 1
+
+
+def test_outcomes_for_ids_never_scored_are_counted_once_each(store: RecordStore) -> None:
+    store.log_scores([batch(["a", "b"], JAN)])
+    store.add_outcomes([Outcome("a", 1), Outcome("z", 0), Outcome("z", 1), Outcome("y", 0)])
+    assert store.unmatched_outcomes() == 2
