@@ -165,7 +165,9 @@ class RecordStore:
         else:
             self.file.parent.mkdir(parents=True, exist_ok=True)
             sqlite3.connect(self.file).close()  # the only place the file is created
-            self.engine = sa.create_engine("sqlite://", creator=self._connect_file, pool_pre_ping=True)
+            self.engine = sa.create_engine(  # the pool a file URL gets: "sqlite://" alone means memory, one per thread
+                "sqlite://", creator=self._connect_file, poolclass=sa.pool.QueuePool, pool_pre_ping=True
+            )
             self.inode = self.file.stat().st_ino
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", partial(_sqlite_durable, busy_seconds=busy_seconds))
