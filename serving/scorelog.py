@@ -7,10 +7,10 @@ many requests and a request pays a share of a commit's overhead instead of a who
 are at most one per `commit_interval` (20 ms), and rows reach the database within that interval plus one transaction
 when the store is healthy: that is what a SIGKILL (out of memory, power) can lose of acknowledged rows. With
 `ack="committed"` a request answers only after the commit that holds its rows, so the writer does not wait between
-commits: each carries what arrived during the one before, and nothing acknowledged can be lost. The request thread builds
-each request's row (`ScoredBatch.as_row`): it holds the GIL for that work anyway, while the same work in the writer
-thread made the request thread queue for the GIL (on a 1,000-record `/score/arrow` call, 0.85 ms of latency for
-0.3 ms of work). On a graceful stop (SIGTERM, Ctrl-C) the queue is drained before the process exits. When the store
+commits: each carries what arrived during the one before, and nothing acknowledged can be lost. The request thread
+builds each request's row (`ScoredBatch.as_row`): it holds the GIL for that work anyway, while the same work in the
+writer thread made the request thread queue for the GIL (on a 1,000-record `/score/arrow` call, 0.85 ms of latency
+for 0.3 ms of work). On a graceful stop (SIGTERM, Ctrl-C) the queue is drained before the process exits. When the store
 fails, the writer keeps the rows and retries with back-off; the queue fills, and once it holds `max_rows` rows or
 `max_bytes` bytes `/score` answers 503 instead of accepting rows it could not keep. Any failure to write is logged
 and counted, never silent.
