@@ -1,4 +1,5 @@
-"""The record store failing under a real `bentoml serve` with traffic: deleted, read-only, locked. The service
+"""The record store failing under a real `bentoml serve` with traffic: deleted, read-only, locked, and a PostgreSQL
+store that cannot be reached (with `SCORELOOP_TEST_PG`, as the team-mode tests). The service
 answers 503 (with Retry-After) instead of acknowledging what it could not keep, goes unready, counts it, and
 recovers by itself when the store is back; no acknowledged outcome or scored record is lost. At start, a store that
 takes no writes is one line and a non-zero exit; a stalled body is a 408; with `log_ack=committed` a SIGKILL under
@@ -6,6 +7,7 @@ takes no writes is one line and a non-zero exit; a stalled body is a 408; with `
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import sqlite3
@@ -13,8 +15,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import psutil
@@ -121,28 +124,37 @@ def locked(store: Path) -> Iterator[None]:
 FAULTS = {"deleted": deleted, "read-only": read_only, "locked": locked}
 
 
+def refused_then_recovered(url: str, traffic: Traffic, fault: AbstractContextManager) -> None:
+    """Under `traffic`: while `fault` lasts the service is not ready, refuses writes with a 503 and Retry-After and
+    says so on /metrics; after it, it is ready and acknowledging again, without a restart."""
+    assert wait_for(lambda: len(traffic.outcomes) >= 30 and len(traffic.scored) >= 30)
+    with fault:
+        assert wait_for(lambda: not ready(url), seconds=15), "/readyz stayed ready"
+        refused = httpx.post(f"{url}/feedback", json={"outcomes": [{"id": "r", "converted": True}]}, timeout=30)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+        assert httpx.post(f"{url}/score", json={"records": [{"lead_id": "r"}]}, timeout=30).status_code == 503
+        assert writable_gauge(url) == 0
+        during = len(traffic.outcomes)
+    assert wait_for(lambda: ready(url), seconds=15), "/readyz did not come back"
+    assert wait_for(lambda: len(traffic.outcomes) > during + 30), "feedback did not recover"
+    assert writable_gauge(url) == 1
+
+
+def nothing_acknowledged_lost(traffic: Traffic, store: RecordStore) -> None:
+    assert 503 in traffic.statuses and not {s for s in traffic.statuses if s >= 500} - {503}
+    assert not set(traffic.outcomes) - set(store.outcomes()["record_id"]), "acknowledged outcomes lost"
+    logged = lambda: set(store.scores(features=False)["record_id"])  # noqa: E731 - the log is written off the path
+    assert wait_for(lambda: not set(traffic.scored) - logged()), "acknowledged scored records lost"
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_failing_store_is_a_503_not_a_loss_and_the_service_recovers(faulty: tuple[str, Path], fault: str) -> None:
     if fault == "read-only" and shutil.which("chattr") is None:
         pytest.skip("chattr is needed to make a file read-only for root")
     url, store = faulty
     with Traffic(url, fault).running() as traffic:
-        assert wait_for(lambda: len(traffic.outcomes) >= 30 and len(traffic.scored) >= 30)
-        with FAULTS[fault](store):
-            assert wait_for(lambda: not ready(url), seconds=10), "/readyz stayed ready"
-            refused = httpx.post(f"{url}/feedback", json={"outcomes": [{"id": "r", "converted": True}]}, timeout=30)
-            assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
-            assert httpx.post(f"{url}/score", json={"records": [{"lead_id": "r"}]}, timeout=30).status_code == 503
-            assert writable_gauge(url) == 0
-            during = len(traffic.outcomes)
-        assert wait_for(lambda: ready(url), seconds=10), "/readyz did not come back"
-        assert wait_for(lambda: len(traffic.outcomes) > during + 30), "feedback did not recover"
-        assert writable_gauge(url) == 1
-    assert 503 in traffic.statuses and not {s for s in traffic.statuses if s >= 500} - {503}
-    kept = RecordStore(f"sqlite:///{store}")
-    assert not set(traffic.outcomes) - set(kept.outcomes()["record_id"]), "acknowledged outcomes lost"
-    logged = lambda: set(kept.scores(features=False)["record_id"])  # noqa: E731 - the log is written off the path
-    assert wait_for(lambda: not set(traffic.scored) - logged()), "acknowledged scored records lost"
+        refused_then_recovered(url, traffic, FAULTS[fault](store))
+    nothing_acknowledged_lost(traffic, RecordStore(f"sqlite:///{store}"))
 
 
 def test_a_stalled_body_is_a_408(faulty: tuple[str, Path]) -> None:
@@ -196,3 +208,66 @@ def test_sigkill_loses_no_acknowledged_score_when_acknowledged_after_commit(trai
             thread.join(30)
     missing = set(acknowledged) - set(RecordStore(f"sqlite:///{store}").scores(features=False)["record_id"])
     assert not missing, f"{len(missing)} acknowledged scored records lost, e.g. {sorted(missing)[:5]}"
+
+
+class Relay:
+    """A TCP relay to `host:port` on a loopback port of its own; `cut_off()` makes the database unreachable through it
+    (every connection closed, new ones refused) for as long as it lasts."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.port = free_port()
+        self.sockets: list[socket.socket] = []
+        self.restore()
+
+    @contextmanager
+    def cut_off(self) -> Iterator[None]:
+        self.cut()
+        yield
+        self.restore()
+
+    def restore(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        for sock in [self.listener, *self.sockets]:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self.sockets = []
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            self.sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            sock.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not os.environ.get("SCORELOOP_TEST_PG"), reason="SCORELOOP_TEST_PG is not set (.ci/run sets it)")
+def test_an_unreachable_postgres_store_is_a_503_and_the_service_recovers(trained_home: Path, tmp_path: Path) -> None:
+    base = urlparse(os.environ["SCORELOOP_TEST_PG"])
+    relay = Relay(base.hostname or "127.0.0.1", base.port or 5432)
+    store_url = f"postgresql://{base.username}:{base.password}@127.0.0.1:{relay.port}/records"
+    env = clean_env(SCORELOOP_STORE_URL=store_url)
+    url = f"http://127.0.0.1:{(port := free_port())}"
+    server = running(serve_command(trained_home, port), f"{url}/readyz", tmp_path / "serve.log", env)
+    with server, Traffic(url, "pg").running() as traffic:
+        refused_then_recovered(url, traffic, relay.cut_off())
+    nothing_acknowledged_lost(traffic, RecordStore(f"{os.environ['SCORELOOP_TEST_PG']}/records"))
