@@ -1,7 +1,7 @@
 """Serving speed, one command, one model: raw in-process CatBoost, the served /score at batch 1/100/1000 (and
-/score/columns and /score/arrow at 1000), a no-op BentoML route given the same Arrow body (the floor), and `mlflow
-models serve --env-manager local` on the same registered version; then where a /score and a /score/arrow call spend
-their time.
+/score/columns and /score/arrow at 1000; /score again with `SCORELOOP_SERVE__LOG_ACK=committed`, answering only after
+the scoring log's commit), a no-op BentoML route given the same Arrow body (the floor), and `mlflow models serve
+--env-manager local` on the same registered version; then where a /score and a /score/arrow call spend their time.
 
     .venv/bin/python -m benchmarks.serving [--home HOME] [--requests 2000]
 
@@ -59,10 +59,16 @@ def main() -> None:
         for size in BATCHES:
             body = records_body(records[:size])
             rows.append(measure_http("bentoml /score", port, "/score", body, size, counts[size]))
-        columns = json.dumps({"columns": pd.DataFrame(records).to_dict("list")}).encode()  # NaN -> NaN literal
+        columns = json.dumps({"columns": {name: [r[name] for r in records] for name in records[0]}}).encode()
         rows.append(measure_http("bentoml /score/columns", port, "/score/columns", columns, 1000, counts[1000]))
         arrow = ipc_bytes(pa.Table.from_pandas(pd.DataFrame(records), preserve_index=False))  # as a pandas client
         rows.append(measure_http("bentoml /score/arrow", port, "/score/arrow", arrow, 1000, counts[1000], ARROW_STREAM))
+    port = free_port()  # the scoring log's commit on every request's path (SCORELOOP_SERVE__LOG_ACK=committed)
+    committed = clean_env(SCORELOOP_SERVE__LOG_ACK="committed")
+    with running(serve_command(home, port), f"http://127.0.0.1:{port}/readyz", home / "bench-ack.log", committed):
+        for size in BATCHES:
+            body = records_body(records[:size])
+            rows.append(measure_http("bentoml /score, ack after commit", port, "/score", body, size, counts[size]))
     noop_port = free_port()
     noop = [sys.executable, "-m", "bentoml", "serve", "benchmarks.noop_service:Noop", "--port", str(noop_port),
             "--working-dir", str(Path(__file__).resolve().parent.parent)]  # fmt: skip

@@ -101,6 +101,7 @@ class PeriodData:
     spec: DatasetSpec
     version: str
     card: ModelCard | None
+    unmatched_outcomes: int = 0  # outcomes for ids the scoring log never held
 
 
 def read_features(path: Path, spec: DatasetSpec) -> pd.DataFrame:
@@ -200,7 +201,8 @@ def collect_period(
         store.scores(w.start, w.end, sample=config.sample_rows, seed=config.seed) for w in (reference, current)
     )
     samples = (ref_sample, cur_sample)
-    return PeriodData(current, reference, log, reference_log, samples, card.spec if card else spec, version, card)
+    spec = card.spec if card else spec
+    return PeriodData(current, reference, log, reference_log, samples, spec, version, card, store.unmatched_outcomes())
 
 
 def period_findings(data: PeriodData, drift: DriftSummary, settings: Settings) -> Findings:
@@ -220,6 +222,7 @@ def period_findings(data: PeriodData, drift: DriftSummary, settings: Settings) -
         "rows_reference": len(data.reference_log),
         "sampled_current": len(cur),
         "sampled_reference": len(ref),
+        "outcomes_for_unknown_ids": data.unmatched_outcomes,
         "tiers": tier_quality(log, [*(card.tier_cutoffs if card else {}), LOWEST_TIER]).to_dict(orient="records"),
     }
     return Findings(
@@ -390,7 +393,8 @@ def page_body(findings: Findings, drift: DriftSummary) -> str:
             f"{figures.get('psi_evidently') or float('nan'):.4f}). "
             f"Rows: {figures['rows_current']} current, {figures['rows_reference']} reference; "
             f"sampled for Evidently and the feature checks: {figures['sampled_current']} and "
-            f"{figures['sampled_reference']}.</p>"
+            f"{figures['sampled_reference']}. Outcomes received for ids never scored: "
+            f"{figures.get('outcomes_for_unknown_ids', 0)}.</p>"
         )
     body += "<h2>Features</h2>" + table(columns)
     if "labelled" in figures:

@@ -31,14 +31,16 @@ def read_arrow(body: bytes, spec: DatasetSpec, max_records: int) -> np.ndarray:
     """An Arrow IPC stream -> typed rows; a 413 above `max_records` before any value is read."""
     try:
         table = ipc_table(body)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise request_error((), f"expected an Arrow IPC stream ({ARROW_STREAM}): {exc}") from None
+        table.validate(full=True)  # text that is not UTF-8 would fail later, as a 500, when its values are read
+        names = table.column_names
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        raise request_error((), f"expected an Arrow IPC stream ({ARROW_STREAM}) of UTF-8 text: {exc}") from None
     check_size(table.num_rows, max_records)
-    if repeated := sorted(name for name, count in Counter(table.column_names).items() if count > 1):
+    if repeated := sorted(name for name, count in Counter(names).items() if count > 1):
         raise request_error((repeated[0],), "appears more than once in the stream: one column per field")
     numeric, categorical = frozenset(spec.numeric), frozenset(spec.categorical)
     columns = {}
-    for name, column in zip(table.column_names, table.columns, strict=True):
+    for name, column in zip(names, table.columns, strict=True):
         if name in numeric and pa.types.is_floating(column.type):
             columns[name] = column.to_numpy()  # nulls are NaN
         elif name in numeric and pa.types.is_integer(column.type):

@@ -3,15 +3,17 @@
 Each chunk is read against the spec by the one engine (`scoreloop.core.coerce.read_frame`, CSV in the spec's
 delimiter and number format) and scored by `serving.scoring.score_rows`, the same code as `/score` and the same reading
 as ingest, so a file, a request and an ingested export with the same values get the same answer. Rows that cannot be
-scored (a value the contract refuses, a CSV line with the wrong field count) go to the quarantine file beside the
-output with their record number, their original text and the reason. Rows in = rows scored + rows quarantined.
+scored (a value the contract refuses, a CSV line with the wrong field count, bytes that are not UTF-8, a field over
+the CSV field limit) go to the quarantine file beside the output with their record number, their physical lines,
+their original text and the reason. Rows in = rows scored + rows quarantined. Both files are written under temporary
+names and renamed when the run completes: a run that fails leaves neither.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scoreloop.core.coerce import read_frame
-from scoreloop.core.ingest import RECORD, RawTable, quarantine_frame, quarantine_path, read_csv_chunks, stored_table
+from scoreloop.core.ingest import (
+    RECORD,
+    RawTable,
+    quarantine_frame,
+    quarantine_path,
+    read_csv_chunks,
+    stored_table,
+    written_atomically,
+)
 from scoreloop.core.model import ScoringModel
 from scoreloop.core.policy import work_plan
 from scoreloop.core.settings import PolicySettings
@@ -69,6 +79,7 @@ class BatchReport:
     quarantine: Path | None
     model: str
     version: str
+    records_spanning_lines: int  # read from several physical lines: worth a look when the file has no line breaks
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
@@ -116,14 +127,33 @@ def score_file(
     work policy: its decisions are added to the output and the chunk is logged to the scoring log."""
     output, qpath = Path(output), quarantine_path(Path(output))
     output.parent.mkdir(parents=True, exist_ok=True)
-    qpath.unlink(missing_ok=True)
+    with written_atomically(output) as partial, written_atomically(qpath) as partial_quarantine:
+        report = _score_chunks(model, Path(source), partial, partial_quarantine, file_kind(output),
+                               chunk_rows=chunk_rows, on_chunk=on_chunk, worklist=worklist)  # fmt: skip
+    report = replace(report, output=output, quarantine=qpath if report.rows_quarantined else None)
+    if report.rows_in != report.rows_scored + report.rows_quarantined:
+        raise AssertionError(f"batch scoring accounting broke: {report.to_dict()}")
+    return report
+
+
+def _score_chunks(
+    model: ScoringModel,
+    source: Path,
+    output: Path,
+    qpath: Path,
+    kind: str,
+    *,
+    chunk_rows: int,
+    on_chunk: Callable[[int], None],
+    worklist: Worklist | None,
+) -> BatchReport:
     schema = SCORED_SCHEMA if worklist is None else pa.schema([*SCORED_SCHEMA, *WORK_FIELDS])
-    scored_file = _ParquetFile(output, schema) if file_kind(output) == "parquet" else _CsvFile(output, schema.names)
+    scored_file = _ParquetFile(output, schema) if kind == "parquet" else _CsvFile(output, schema.names)
     rng = np.random.default_rng(worklist.policy.seed if worklist else None)
     quarantine: _CsvFile | None = None
-    rows_in = rows_scored = rows_quarantined = 0
+    rows_in = rows_scored = rows_quarantined = spanning = 0
     try:
-        for chunk in read_chunks(Path(source), chunk_rows, model.spec.format.delimiter):
+        for chunk in read_chunks(source, chunk_rows, model.spec.format.delimiter):
             checked = read_frame(chunk.table.frame, model.spec)
             accepted = checked.accepted
             rows, scored = checked.rows[accepted], score_rows(model, checked.rows[accepted])
@@ -140,14 +170,11 @@ def score_file(
             rows_in += len(chunk.table.frame) + len(chunk.table.malformed)
             rows_scored += len(accepted)
             rows_quarantined += len(refused)
+            spanning += chunk.table.spanning_lines()
             on_chunk(chunk.done)
     finally:
         scored_file.close()
-    quarantined = qpath if quarantine else None
-    report = BatchReport(rows_in, rows_scored, rows_quarantined, output, quarantined, model.name, model.version)
-    if report.rows_in != report.rows_scored + report.rows_quarantined:
-        raise AssertionError(f"batch scoring accounting broke: {report.to_dict()}")
-    return report
+    return BatchReport(rows_in, rows_scored, rows_quarantined, output, None, model.name, model.version, spanning)
 
 
 def _scored_frame(scored: np.ndarray, records: np.ndarray) -> pd.DataFrame:

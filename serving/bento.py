@@ -12,12 +12,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from mlflow import MlflowClient
 
 import scoreloop
 from scoreloop.core.model import ScoringModel, load_scoring_model
-from scoreloop.core.settings import Settings
-from scoreloop.core.tracking import CHAMPION, configure, download_model, version_by_alias
+from scoreloop.core.settings import Settings, redact
+from scoreloop.core.store import RecordStore
+from scoreloop.core.tracking import CHAMPION, configure, download_model, one_line, version_by_alias
 
 MODEL_TAG_ENV = "SCORELOOP_BENTO_MODEL"
 MLFLOW_DIR = "mlflow_model"  # where bentoml.mlflow.import_model puts the MLflow model inside a BentoML model
@@ -133,6 +135,17 @@ def serve(settings: Settings, host: str, port: int) -> int:
     signal.signal(signal.SIGTERM, lambda signum, _frame: server.send_signal(signum))
     signal.signal(signal.SIGINT, lambda _signum, _frame: None)
     return server.wait()
+
+
+def check_store(settings: Settings) -> None:
+    """A `ConnectionError` naming the record store (password redacted) and why it takes no writes, if it does not:
+    checked before serving, since a server's worker would restart on it forever."""
+    try:
+        reason = RecordStore(settings.record_store_url, busy_seconds=settings.serve.store_wait_seconds).unavailable()
+    except sa.exc.DBAPIError as exc:
+        reason = f"{redact(settings.record_store_url)} is unreachable: {one_line(exc.orig)}"
+    if reason is not None:
+        raise ConnectionError(f"the record store does not take writes: {reason}")
 
 
 def build(settings: Settings) -> int:

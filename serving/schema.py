@@ -8,21 +8,42 @@ which BentoML answers with a 400. `record_model` documents one record for `/docs
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from http import HTTPStatus
 from typing import Annotated, Any
 
 import numpy as np
 from bentoml.exceptions import BentoMLException
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError, from_json
 
 from scoreloop.core.calibration import Method
-from scoreloop.core.coerce import REQUIRED, Issue, id_problem, input_fields, json_type, read_columns
+from scoreloop.core.coerce import (
+    NEGATIVE_TOKENS,
+    POSITIVE_TOKENS,
+    REQUIRED,
+    Issue,
+    id_problem,
+    input_fields,
+    json_type,
+    normalise_category,
+    read_columns,
+)
 from scoreloop.core.spec import DatasetSpec, NumberFormat, Range
 
 Loc = tuple[int | str, ...]
+EARLIEST_OUTCOME = datetime(2000, 1, 1, tzinfo=UTC)  # an outcome before it is a typo (year 1), not a lead
+OUTCOME_LEEWAY = timedelta(days=1)  # how far in the future an outcome's time may be (clocks and time zones)
 
 
 class TooManyRecords(BentoMLException):
@@ -227,20 +248,59 @@ class Explained(Scored):
     other_points: float = Field(description="Points of all the other features: baseline + all points = probability.")
 
 
+def strict_input(model: type[BaseModel]) -> type[BaseModel]:
+    """An API's input model that refuses top-level keys it does not name (as records refuse unknown fields) and the
+    `NaN`/`Infinity` literals, which are not JSON (Python's parser reads them as numbers that would be scored)."""
+
+    class Strict(model):  # type: ignore[valid-type, misc]
+        model_config = ConfigDict(extra="forbid")
+
+        @classmethod
+        def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Any:
+            try:
+                parsed = from_json(json_data, allow_inf_nan=False)
+            except ValueError as exc:
+                error = InitErrorDetails(type="json_invalid", loc=(), input="", ctx={"error": str(exc)})
+                raise ValidationError.from_exception_data(cls.__name__, [error]) from None
+            return cls.model_validate(parsed, **kwargs)
+
+    Strict.__name__ = Strict.__qualname__ = model.__name__
+    return Strict
+
+
 def _storable_id(value: str) -> str:
-    if problem := id_problem(value):
+    """As `/score` reads an id: stripped, not blank, storable."""
+    text = value.strip()
+    if not text:
+        raise ValueError("is blank")
+    if problem := id_problem(text):
         raise ValueError(problem)
-    return value
+    return text
+
+
+def _truth(value: Any) -> bool:
+    """The yes/no spellings ingest reads in a target column (true/false, yes/no, 1/0, t/f, y/n), and nothing else."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, list | dict) and value is not None:
+        read = normalise_category(value)
+        if read in POSITIVE_TOKENS or read in NEGATIVE_TOKENS:
+            return read in POSITIVE_TOKENS
+    raise ValueError(f"expected true or false (or {sorted(POSITIVE_TOKENS)} / {sorted(NEGATIVE_TOKENS)})")
 
 
 def _utc(moment: datetime | None) -> datetime | None:
-    """In UTC, as the record store keeps it; a moment that has no UTC equivalent (year 1 at +00:01) is refused."""
-    if moment is None or moment.tzinfo is None:
+    """In UTC, as the record store keeps it; a moment before 2000 or more than a day ahead is refused."""
+    if moment is None:
         return moment
     try:
-        return moment.astimezone(UTC)
+        utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     except OverflowError:
         raise ValueError(f"{moment.isoformat()} is out of range in UTC") from None
+    latest = datetime.now(UTC) + OUTCOME_LEEWAY
+    if not EARLIEST_OUTCOME <= utc <= latest:
+        raise ValueError(f"{moment.isoformat()} is outside [{EARLIEST_OUTCOME:%Y-%m-%d}, now + 1 day]")
+    return utc if moment.tzinfo else moment
 
 
 class Outcome(BaseModel):
@@ -249,11 +309,13 @@ class Outcome(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Annotated[str, AfterValidator(_storable_id)] = Field(
-        min_length=1, description="The id the record was scored with."
+        min_length=1, description="The id the record was scored with (stripped, as /score reads it)."
     )
-    converted: bool = Field(description="Whether the positive outcome happened.")
+    converted: Annotated[bool, BeforeValidator(_truth)] = Field(
+        description="Whether the positive outcome happened: true/false, or yes/no, 1/0, t/f, y/n as ingest reads."
+    )
     at: Annotated[datetime | None, AfterValidator(_utc)] = Field(
-        None, description="When it happened (ISO 8601; no offset means UTC)."
+        None, description="When it happened (ISO 8601; no offset means UTC), from 2000 to a day ahead of now."
     )
 
 

@@ -1,16 +1,19 @@
 """The scoring log, written off the request path: a bounded in-memory queue drained by one writer thread.
 
-Guarantee: a 200 from `/score` means its rows are queued. The writer commits everything queued in one
-transaction, a batch per request (`RecordStore.insert_batches`: SQLite WAL with synchronous=FULL, or PostgreSQL),
-at most once per `commit_interval` (20 ms): under load, one commit carries many requests, so a request pays a share
-of a commit's overhead instead of a whole one. Rows reach the database within that interval plus one transaction
-when the store is healthy. The request thread builds each request's row (`ScoredBatch.as_row`): it holds the GIL
-for that work anyway, while the same work in the writer thread made the request thread queue for the GIL (on a
-1,000-record `/score/arrow` call, 0.85 ms of latency for 0.3 ms of work). On a graceful stop
-(SIGTERM, Ctrl-C) the queue is drained before the process exits. When the store fails, the writer keeps the rows
-and retries with back-off; the queue fills, and once it holds `max_rows` rows `/score` answers 503 instead of
-accepting rows it could not keep. What can be lost is only what was queued when the process died without a
-graceful stop (SIGKILL, out of memory, power), and any failure to write is logged and counted, never silent.
+Guarantee: a 200 from `/score` means its rows are queued (`ack="queued"`, the default) or committed
+(`ack="committed"`). The writer commits everything queued in one transaction, a batch per request
+(`RecordStore.insert_batches`: SQLite WAL with synchronous=FULL, or PostgreSQL), so under load one commit carries
+many requests and a request pays a share of a commit's overhead instead of a whole one. With `ack="queued"` commits
+are at most one per `commit_interval` (20 ms), and rows reach the database within that interval plus one transaction
+when the store is healthy: that is what a SIGKILL (out of memory, power) can lose of acknowledged rows. With
+`ack="committed"` a request answers only after the commit that holds its rows, so the writer does not wait between
+commits: each carries what arrived during the one before, and nothing acknowledged can be lost. The request thread
+builds each request's row (`ScoredBatch.as_row`): it holds the GIL for that work anyway, while the same work in the
+writer thread made the request thread queue for the GIL (on a 1,000-record `/score/arrow` call, 0.85 ms of latency
+for 0.3 ms of work). On a graceful stop (SIGTERM, Ctrl-C) the queue is drained before the process exits. When the store
+fails, the writer keeps the rows and retries with back-off; the queue fills, and once it holds `max_rows` rows or
+`max_bytes` bytes `/score` answers 503 instead of accepting rows it could not keep. Any failure to write is logged
+and counted, never silent.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import pandas as pd
 from bentoml.exceptions import ServiceUnavailable
 
 from scoreloop.core.spec import DatasetSpec
-from scoreloop.core.store import RecordStore, ScoredBatch
+from scoreloop.core.store import RecordStore, ScoredBatch, StoreUnavailable
 
 logger = logging.getLogger("scoreloop.serving")
 
@@ -41,6 +44,8 @@ class ScoreLog:
         spec: DatasetSpec,
         *,
         max_rows: int,
+        max_bytes: int,
+        ack: str = "queued",
         wait_seconds: float = 5.0,
         commit_interval: float = 0.02,
         on_failure: Callable[[], None] = lambda: None,
@@ -48,33 +53,52 @@ class ScoreLog:
         self.store = store
         self.spec = spec
         self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.ack = ack
         self.wait_seconds = wait_seconds
         self.commit_interval = commit_interval
         self.on_failure = on_failure
         self._entries: list[dict[str, Any]] = []  # `ScoredBatch.as_row()` rows
         self._pending = 0  # rows queued or being written
+        self._pending_bytes = 0
+        self._queued = 0  # entries ever queued, and ever committed: the n-th entry is committed once _committed >= n
+        self._committed = 0
         self._closing = False
         self._changed = threading.Condition()
         self._writer = threading.Thread(target=self._run, name="scoring-log-writer", daemon=True)
         self._writer.start()
 
     def submit(self, rows: np.ndarray, scored: np.ndarray) -> None:
-        """Queue scored rows; blocks while the queue is full, and raises a 503 after `wait_seconds` of that."""
+        """Queue scored rows (and with `ack="committed"` wait for their commit); blocks while the queue is full, and
+        raises a 503 after `wait_seconds` of that or of waiting for the commit."""
         if len(rows) == 0:
             return
         entry = scored_batch(self.spec, rows, scored, scored_at=datetime.now(UTC).replace(tzinfo=None)).as_row()
+        size = _size(entry)
         with self._changed:
             if self._closing:
                 raise ServiceUnavailable("the server is stopping")
-            has_room = self._changed.wait_for(lambda: self._pending + len(rows) <= self.max_rows, self.wait_seconds)
+            has_room = self._changed.wait_for(lambda: self._has_room(len(rows), size), self.wait_seconds)
             if not has_room:
                 raise ServiceUnavailable(
-                    f"the scoring log is {self._pending} rows behind (the record store is failing or slow): "
-                    "not scoring what could not be logged"
+                    f"the scoring log is {self._pending} rows ({self._pending_bytes} bytes) behind (the record store "
+                    "is failing or slow): not scoring what could not be logged"
                 )
             self._entries.append(entry)
             self._pending += len(rows)
+            self._pending_bytes += size
+            self._queued += 1
+            mine = self._queued
             self._changed.notify_all()
+            if self.ack == "committed" and not self._changed.wait_for(
+                lambda: self._committed >= mine, self.wait_seconds
+            ):
+                raise ServiceUnavailable("the scoring log did not commit this request's rows in time")
+
+    def _has_room(self, rows: int, size: int) -> bool:
+        if self._pending == 0:
+            return True  # one request is never refused for its size alone: the body limit bounds it
+        return self._pending + rows <= self.max_rows and self._pending_bytes + size <= self.max_bytes
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop accepting rows, write what is queued, and stop the writer."""
@@ -102,9 +126,15 @@ class ScoreLog:
                     return
             try:
                 self._write(entries)
-            except Exception:
+            except Exception as exc:
                 self.on_failure()
-                logger.exception("scoring log: writing %d rows failed; retrying in %.1f s", self._count(entries), delay)
+                logger.warning(
+                    "scoring log: writing %d rows failed (%s); retrying in %.1f s",
+                    self._count(entries),
+                    exc,
+                    delay,
+                    exc_info=not isinstance(exc, StoreUnavailable),  # an unexpected failure keeps its traceback
+                )
                 if self._closing and delay > 5:
                     return  # give up on shutdown; close() reports what is left
                 time.sleep(delay)
@@ -113,8 +143,11 @@ class ScoreLog:
             delay = 0.1
             with self._changed:
                 self._pending -= self._count(entries)
+                self._pending_bytes -= sum(map(_size, entries))
+                self._committed += len(entries)
                 self._changed.notify_all()
-                self._changed.wait_for(lambda: self._closing, self.commit_interval)
+                if self.ack == "queued":  # acknowledged rows wait for no commit: space commits out
+                    self._changed.wait_for(lambda: self._closing, self.commit_interval)
             entries = []
 
     @staticmethod
@@ -123,6 +156,10 @@ class ScoreLog:
 
     def _write(self, entries: list[dict[str, Any]]) -> None:
         self.store.insert_batches(entries)
+
+
+def _size(entry: dict[str, Any]) -> int:
+    return len(entry["scores"]) + len(entry["features"])
 
 
 def scored_batch(

@@ -13,6 +13,8 @@ built with.
 - `POST /explain`: the top reasons per record from CatBoost's SHAP values, in points of the calibrated probability
   (not logged: it is not a decision).
 - `POST /feedback`: outcomes, committed to the record store before the 200; optionally behind an API key.
+- `/readyz` is ready while the record store takes writes (`serving.storewatch`); bodies are bounded and typed before
+  any endpoint reads them (`serving.guard`); client errors are logged as one line (`serving.clientlog`).
 - `GET /metadata`: model, version, run, windows, metrics, calibration, tier cut-offs, input schema.
 """
 
@@ -25,20 +27,23 @@ from typing import Annotated, Any
 
 import bentoml
 import numpy as np
-from bentoml.exceptions import BentoMLException
+from bentoml.exceptions import BentoMLException, ServiceUnavailable
 from bentoml.validators import ContentType
 from fastapi import FastAPI
 from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from scoreloop.core.coerce import field_counts
 from scoreloop.core.settings import Settings
 from scoreloop.core.store import Outcome as StoredOutcome
-from scoreloop.core.store import RecordStore
-from scoreloop.serving.arrow import ARROW_STREAM, BYTES_PER_RECORD, arrow_bytes, read_arrow
+from scoreloop.core.store import RecordStore, StoreUnavailable
+from scoreloop.serving import clientlog
+from scoreloop.serving.arrow import ARROW_STREAM, arrow_bytes, read_arrow
 from scoreloop.serving.bento import MODEL_TAG_ENV, load_verified
+from scoreloop.serving.docs import SCHEMA_ROUTE, docs_page, docs_schema
+from scoreloop.serving.guard import RequestGuard
 from scoreloop.serving.schema import (
     CalibrationInfo,
     Explained,
@@ -50,11 +55,14 @@ from scoreloop.serving.schema import (
     columns_type,
     record_model,
     records_type,
+    strict_input,
 )
 from scoreloop.serving.scorelog import ScoreLog
 from scoreloop.serving.scoring import as_columns, explain_rows, records_json, score_rows
+from scoreloop.serving.storewatch import StoreWatch
 
 FEEDBACK_ROUTE = "/feedback"
+ARROW_ROUTE = "/score/arrow"
 
 settings = Settings()
 limits = settings.serve
@@ -76,14 +84,13 @@ metadata_app = FastAPI(
     docs_url=None,
     redoc_url=None,
     openapi_url=None,
-    max_body_size=limits.max_records * BYTES_PER_RECORD,
 )
 
 
 @cache
 def _metrics() -> dict[str, Any]:
     """Prometheus counters, created on first use inside a worker (after BentoML set up multiprocess metrics)."""
-    from prometheus_client import Counter
+    from prometheus_client import Counter, Gauge
 
     return {
         "records": Counter("scoreloop_scored_records", "Records scored by /score", ["model", "version"]),
@@ -92,6 +99,12 @@ def _metrics() -> dict[str, Any]:
         ),
         "missing": Counter("scoreloop_missing_fields", "Scored records missing an optional feature", ["field"]),
         "log_failures": Counter("scoreloop_scoring_log_failures", "Failed attempts to write the scoring log"),
+        "store_writable": Gauge(
+            "scoreloop_store_writable", "1 while the record store takes writes, else 0", multiprocess_mode="min"
+        ),
+        "store_refusals": Counter(
+            "scoreloop_store_refusals", "Requests answered 503 because the record store took no writes", ["route"]
+        ),
     }
 
 
@@ -107,15 +120,26 @@ class Scorer:
     def __init__(self) -> None:
         self.model = _model
         self.validation_metrics: dict[str, float] = self.bento_model.info.metadata.get("validation_metrics", {})
-        self.store = RecordStore(settings.record_store_url)
+        self.store = RecordStore(settings.record_store_url, busy_seconds=limits.store_wait_seconds)
         self.metrics = _metrics()
+        self.watch = StoreWatch(self.store, on_change=self.metrics["store_writable"].set)
         self.log = ScoreLog(
-            self.store, _spec, max_rows=limits.log_queue_rows, on_failure=self.metrics["log_failures"].inc
+            self.store,
+            _spec,
+            max_rows=limits.log_queue_rows,
+            max_bytes=limits.log_queue_bytes,
+            ack=limits.log_ack,
+            on_failure=self.metrics["log_failures"].inc,
         )
+
+    def __is_ready__(self) -> bool:
+        """Ready while the record store takes writes: /readyz tells a load balancer when to send traffic elsewhere."""
+        return self.watch.reason is None
 
     @bentoml.on_shutdown
     def close(self) -> None:
         self.log.close()
+        self.watch.close()
 
     @bentoml.api(batchable=True, max_batch_size=limits.max_batch_size, max_latency_ms=limits.max_latency_ms)
     def score(self, records: Records) -> ScoredList:  # type: ignore[valid-type]
@@ -132,7 +156,7 @@ class Scorer:
         """As /score, with records sent (and returned) as columns: one list of values per field."""
         return self._score(columns)
 
-    @metadata_app.post("/score/arrow", response_class=Response)
+    @metadata_app.post(ARROW_ROUTE, response_class=Response)
     async def score_arrow(self, request: Request) -> Response:
         """As /score, for batch clients: the records as an Arrow IPC stream (a column per field), the answer too.
 
@@ -152,6 +176,7 @@ class Scorer:
         return Response(arrow_bytes(scored), media_type=ARROW_STREAM)
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
+        self._refuse_if_store_down("/score", "scoring what could not be logged")
         scored = score_rows(self.model, rows)
         self.log.submit(rows, scored)
         self._count(rows)
@@ -175,8 +200,29 @@ class Scorer:
     @bentoml.api(route=FEEDBACK_ROUTE)
     def feedback(self, outcomes: Annotated[list[Outcome], Field(max_length=limits.max_records)]) -> Stored:
         """Record what happened to scored ids; committed to the record store before the response."""
-        stored = self.store.add_outcomes(StoredOutcome(o.id, int(o.converted), o.at) for o in outcomes)
+        self._refuse_if_store_down(FEEDBACK_ROUTE, "storing outcomes")
+        try:
+            stored = self.store.add_outcomes(StoredOutcome(o.id, int(o.converted), o.at) for o in outcomes)
+        except StoreUnavailable as exc:
+            self.watch.failed(str(exc))
+            self.metrics["store_refusals"].labels(FEEDBACK_ROUTE).inc()
+            raise ServiceUnavailable(f"not stored: {exc}") from None
         return Stored(stored=stored)
+
+    def _refuse_if_store_down(self, route: str, what: str) -> None:
+        if (reason := self.watch.reason) is not None:
+            self.metrics["store_refusals"].labels(route).inc()
+            raise ServiceUnavailable(f"not {what}: the record store does not take writes ({reason})")
+
+    @metadata_app.get("/", response_class=HTMLResponse)
+    def docs(self) -> HTMLResponse:
+        """The API docs (Swagger UI over /docs.json), loading nothing from another host."""
+        return docs_page()
+
+    @metadata_app.get(SCHEMA_ROUTE)
+    def openapi_schema(self) -> dict[str, Any]:
+        """The schema the docs page shows: /docs.json with scoreloop's description."""
+        return docs_schema(Scorer.openapi_spec.asdict())
 
     @metadata_app.get("/metadata")
     def metadata(self) -> Metadata:
@@ -215,5 +261,11 @@ class RequireKey:
         await self.app(scope, receive, send)
 
 
-if limits.api_key is not None:
+for _api in Scorer.apis.values():
+    _api.input_spec = strict_input(_api.input_spec)
+clientlog.install()
+if limits.api_key is not None:  # the outer middleware: a 401 before the body is read
     Scorer.add_asgi_middleware(RequireKey, key=limits.api_key.get_secret_value(), paths=(FEEDBACK_ROUTE,))
+Scorer.add_asgi_middleware(
+    RequestGuard, max_body_bytes=limits.max_body_bytes, body_seconds=limits.body_seconds, raw_paths=(ARROW_ROUTE,)
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from scoreloop.cli import data, monitor, serve, train  # noqa: F401  (each registers its commands on `app`)
 from scoreloop.cli.app import app, print_error
 
@@ -11,6 +13,9 @@ def run() -> None:
     store) prints one clear line and exits 2 instead of a traceback."""
     try:
         app()
+    except ValidationError as exc:  # settings: one line for all of their problems
+        print_error("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)))
+        raise SystemExit(2) from None
     except (ValueError, LookupError, PermissionError, ConnectionError) as exc:
         print_error(str(exc))
         raise SystemExit(2) from None

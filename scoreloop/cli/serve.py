@@ -17,8 +17,10 @@ def serve(
     host: str = "127.0.0.1",
 ) -> None:
     """Serve the champion with BentoML (POST /score)."""
+    from scoreloop.serving.bento import check_store
     from scoreloop.serving.bento import serve as run_server
 
+    check_store(settings_of(ctx))
     console.print(f"serving the champion on http://{host}:{port}")
     raise typer.Exit(run_server(settings_of(ctx), host, port))
 

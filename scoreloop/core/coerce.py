@@ -31,6 +31,7 @@ POSITIVE_TOKENS = frozenset({"1", "1.0", "true", "t", "yes", "y"})
 NEGATIVE_TOKENS = frozenset({"0", "0.0", "false", "f", "no", "n"})
 MISSING_CATEGORY = "__missing__"
 ID_MAX_LENGTH = 200  # the scoring log's record_id column
+CATEGORY_MAX_LENGTH = 200  # longer is no category a model can learn from, and a request's way to bloat the log
 REQUIRED = "is missing"
 GROUP_SPACES = " \u00a0\u202f'"  # never a decimal mark, so always read as a thousands separator
 
@@ -356,7 +357,12 @@ def _read_categories(
         return np.full(size, None, dtype=object), [], 0
     distinct, codes, issues = _distinct(values, name)
     allowed = tuple(spec.allowed_values.get(name, ()))
-    categories = [read_category(value, allowed) for value in distinct]
+    too_long = [i for i, value in enumerate(distinct) if isinstance(value, str) and len(value) > CATEGORY_MAX_LENGTH]
+    categories = [None if i in too_long else read_category(value, allowed) for i, value in enumerate(distinct)]
+    if too_long:  # refused before it is read: matching a megabyte against the allowed values would take seconds
+        message = f"is longer than {CATEGORY_MAX_LENGTH} characters, the most a category may have"
+        issues = sorted(issues + [Issue(i, name, message) for i in _positions(values, distinct, codes, too_long)],
+                        key=lambda issue: issue.row)  # fmt: skip
     if codes is None:
         out = np.empty(size, dtype=object)
         out[:] = list(map(dict(zip(distinct, categories, strict=True)).__getitem__, values))

@@ -10,11 +10,13 @@ import csv
 import gzip
 import io
 import json
+import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -24,8 +26,10 @@ from scoreloop.core.coerce import field_counts, read_frame
 from scoreloop.core.spec import DatasetSpec
 
 RECORD = "_record"
+LINE = "_line"  # the physical line(s) of the file a record was read from: "7", or "7-13" for a record spanning lines
 REASON = "_reason"
 RAW_LINE = "_raw_line"
+MALFORMED_COLUMNS = [RECORD, LINE, REASON, RAW_LINE]
 INGESTED_KEY = b"scoreloop.ingested"  # Parquet metadata: the spec the rows were read with, and the rows quarantined
 DELIMITERS = (",", ";", "\t", "|")
 SNIFF_LINES = 50
@@ -33,11 +37,17 @@ SNIFF_LINES = 50
 
 @dataclass(frozen=True)
 class RawTable:
-    """An export read as text: well-formed records, and the records whose field count is wrong."""
+    """An export read as text: well-formed records, and the records that cannot be read as one (a wrong field
+    count, bytes that are not UTF-8, a field over the CSV field limit)."""
 
     frame: pd.DataFrame
     records: pd.Series  # 1-based record number (header excluded) of each frame row
-    malformed: pd.DataFrame  # _record, _reason, _raw_line
+    lines: pd.Series  # the physical lines of each frame row ("" when the file has no lines: Parquet)
+    malformed: pd.DataFrame  # _record, _line, _reason, _raw_line
+
+    def spanning_lines(self) -> int:
+        """Records read from more than one physical line: a quoted line break, or a stray quote that merged lines."""
+        return int(self.lines.str.contains("-").sum() + self.malformed[LINE].str.contains("-").sum())
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class IngestReport:
     ignored_columns: list[str]
     mapped_categories: dict[str, int]
     unseen_categories: dict[str, int]
+    records_spanning_lines: int
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
@@ -86,13 +97,13 @@ def _is_parquet(path: Path) -> bool:
 def stored_table(frame: pd.DataFrame, first_record: int = 1) -> RawTable:
     """Records as a typed file stores them (Parquet): every one well-formed, numbered from `first_record`."""
     records = pd.Series(range(first_record, first_record + len(frame)), dtype=int)
-    return RawTable(frame, records, pd.DataFrame(columns=[RECORD, REASON, RAW_LINE]))
+    return RawTable(frame, records, pd.Series([""] * len(frame), dtype=object), pd.DataFrame(columns=MALFORMED_COLUMNS))
 
 
 def _text(binary: IO[bytes], path: Path) -> io.TextIOWrapper:
     if path.suffix.lower() == ".gz":
         binary = gzip.GzipFile(fileobj=binary)
-    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")  # bad bytes: per line
 
 
 def sniff_delimiter(path: Path) -> str:
@@ -117,34 +128,74 @@ def detect_delimiter(lines: list[str]) -> str:
 
 def read_csv_chunks(path: Path, rows: int, delimiter: str = ",") -> Iterator[tuple[RawTable, int]]:
     """A CSV export read as text `rows` records at a time (at least one chunk, maybe empty), each with the bytes of
-    the file read so far. A record whose field count is wrong is kept for the quarantine with its raw text."""
+    the file read so far. A record that cannot be read as one (wrong field count, bytes that are not UTF-8, a field
+    over the CSV field limit) is kept for the quarantine with its reason, its lines and its raw text."""
     with path.open("rb") as raw:
         reader = csv.reader(_text(raw, path), delimiter=delimiter)
         header = next(reader, None)
         if header is None:
             raise ValueError(f"{path} is empty: expected a header row")
         header = [h.strip() for h in header]
-        good: list[list[str]] = []
-        records: list[int] = []
-        malformed: list[dict] = []
+        chunk = _Chunk()
         yielded = False
-        for number, row in enumerate(reader, start=1):
-            if len(row) == len(header):
-                good.append(row)
-                records.append(number)
-            elif row:
-                reason = f"expected {len(header)} fields, found {len(row)} (line {reader.line_num})"
-                malformed.append({RECORD: number, REASON: reason, RAW_LINE: _as_csv_line(row, delimiter)})
-            if len(good) + len(malformed) >= rows:
-                yield _raw_table(header, good, records, malformed), raw.tell()
-                good, records, malformed, yielded = [], [], [], True
-        if good or malformed or not yielded:
-            yield _raw_table(header, good, records, malformed), raw.tell()
+        for number, (row, problem, lines) in enumerate(_records(reader), start=1):
+            if not row and problem is None:
+                continue  # a blank line (numbered all the same, as records always were)
+            if problem is None and len(row) != len(header):
+                problem = f"expected {len(header)} fields, found {len(row)} (line {reader.line_num})"
+            if problem is None:
+                chunk.good.append(row)
+                chunk.records.append(number)
+                chunk.lines.append(lines)
+            else:
+                chunk.malformed.append({RECORD: number, LINE: lines, REASON: problem, RAW_LINE: _raw(row, delimiter)})
+            if len(chunk.good) + len(chunk.malformed) >= rows:
+                yield chunk.table(header), raw.tell()
+                chunk, yielded = _Chunk(), True
+        if chunk.good or chunk.malformed or not yielded:
+            yield chunk.table(header), raw.tell()
 
 
-def _raw_table(header: list[str], rows: list[list[str]], records: list[int], malformed: list[dict]) -> RawTable:
-    frame = pd.DataFrame(rows, columns=header, dtype=object)
-    return RawTable(frame, pd.Series(records, dtype=int), pd.DataFrame(malformed, columns=[RECORD, REASON, RAW_LINE]))
+def _records(reader: Any) -> Iterator[tuple[list[str], str | None, str]]:
+    """Each record of a CSV reader with what is wrong with it (None: nothing yet) and its physical lines."""
+    while True:
+        first = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a field over csv.field_size_limit(): the reader goes on at the next line
+            yield [], f"unreadable CSV: {exc} (line {reader.line_num})", _lines(first, reader.line_num)
+            continue
+        lines = _lines(first, reader.line_num)
+        try:
+            "".join(row).encode("utf-8")
+        except UnicodeEncodeError:
+            yield row, f"not valid UTF-8 (line {lines})", lines
+            continue
+        yield row, None, lines
+
+
+def _lines(first: int, last: int) -> str:
+    return str(last) if first >= last else f"{first}-{last}"
+
+
+@dataclass
+class _Chunk:
+    good: list[list[str]] = field(default_factory=list)
+    records: list[int] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    malformed: list[dict] = field(default_factory=list)
+
+    def table(self, header: list[str]) -> RawTable:
+        frame = pd.DataFrame(self.good, columns=header, dtype=object)
+        return RawTable(frame, pd.Series(self.records, dtype=int), pd.Series(self.lines, dtype=object),
+                        pd.DataFrame(self.malformed, columns=MALFORMED_COLUMNS))  # fmt: skip
+
+
+def _raw(row: list[str], delimiter: str) -> str:
+    """The record as CSV text again, bytes that are not UTF-8 shown as U+FFFD."""
+    return _as_csv_line(row, delimiter).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _as_csv_line(row: list[str], delimiter: str) -> str:
@@ -152,6 +203,23 @@ def _as_csv_line(row: list[str], delimiter: str) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, delimiter=delimiter, lineterminator="").writerow(row)
     return buffer.getvalue()
+
+
+@contextmanager
+def written_atomically(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` to write to, renamed to `path` when the block ends without an error and
+    removed when it fails: an interrupted run never leaves a file that looks complete. When nothing was written under
+    the temporary name, `path` is removed: a file left by an earlier run must not pass for this one's."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    if partial.exists():
+        os.replace(partial, path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def ingest_table(raw: RawTable, spec: DatasetSpec) -> Ingested:
@@ -168,8 +236,9 @@ def quarantine_frame(raw: RawTable, reasons: dict[int, str]) -> pd.DataFrame:
     positions = list(reasons)
     refused = raw.frame.iloc[positions].astype(str)
     refused.insert(0, REASON, list(reasons.values()))
+    refused.insert(0, LINE, raw.lines.to_numpy()[positions])
     refused.insert(0, RECORD, raw.records.to_numpy()[positions])
-    columns = [RECORD, REASON, *raw.frame.columns, RAW_LINE]
+    columns = [RECORD, LINE, REASON, *raw.frame.columns, RAW_LINE]
     quarantined = pd.concat([refused, raw.malformed], ignore_index=True).reindex(columns=columns)
     return quarantined.sort_values(RECORD, ignore_index=True)
 
@@ -180,12 +249,11 @@ def ingest_file(source: Path, spec: DatasetSpec, output: Path) -> IngestReport:
     ingested = ingest_table(raw, spec)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    _write_ingested(ingested, spec, output)
     qpath = quarantine_path(output)
-    if len(ingested.quarantined):
-        ingested.quarantined.to_csv(qpath, index=False, quoting=csv.QUOTE_ALL)  # raw values may hold \r or quotes
-    else:
-        qpath.unlink(missing_ok=True)
+    with written_atomically(output) as partial, written_atomically(qpath) as partial_quarantine:
+        _write_ingested(ingested, spec, partial)
+        if len(ingested.quarantined):  # raw values may hold \r or quotes
+            ingested.quarantined.to_csv(partial_quarantine, index=False, quoting=csv.QUOTE_ALL)
     report = IngestReport(
         rows_in=len(raw.frame) + len(raw.malformed),
         rows_out=len(ingested.rows),
@@ -195,6 +263,7 @@ def ingest_file(source: Path, spec: DatasetSpec, output: Path) -> IngestReport:
         ignored_columns=[c for c in raw.frame.columns if c not in set(spec.required_columns)],
         mapped_categories=ingested.mapped_categories,
         unseen_categories=ingested.unseen_categories,
+        records_spanning_lines=raw.spanning_lines(),
     )
     if report.rows_in != report.rows_out + report.rows_quarantined:
         raise AssertionError(f"ingest accounting broke: {report.to_dict()}")

@@ -14,6 +14,8 @@ from typing import Literal, Self
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MIN_KEY_LENGTH = 16
+
 
 def redact(url: str) -> str:
     """`scheme://user:secret@host` -> `scheme://user:***@host`; URLs without credentials are unchanged."""
@@ -175,7 +177,33 @@ class ServeSettings(BaseModel):
     log_queue_rows: int = Field(
         100_000, ge=1000, description="Scored rows that may wait for the scoring-log writer before /score blocks."
     )
-    api_key: SecretStr | None = Field(None, description="When set, /feedback needs `Authorization: Bearer <key>`.")
+    log_queue_bytes: int = Field(
+        256 * 2**20, ge=2**20, description="Bytes of logged rows that may wait for the writer before /score blocks."
+    )
+    log_ack: Literal["queued", "committed"] = Field(
+        "queued",
+        description="When /score answers: once its rows are queued for the scoring log (a SIGKILL can lose the last "
+        "~20 ms of them), or once they are committed (no loss; the commit's latency on every request).",
+    )
+    max_body_bytes: int = Field(
+        16 * 2**20, ge=1024, description="Largest request body read; more is a 413 (from Content-Length: unread)."
+    )
+    body_seconds: float = Field(10.0, gt=0, description="A request body not received within this is a 408.")
+    store_wait_seconds: float = Field(
+        2.0, gt=0, description="How long a write waits for another process's lock on the record store; then 503."
+    )
+    api_key: SecretStr | None = Field(
+        None, description="When set, /feedback needs `Authorization: Bearer <key>`; at least 16 characters."
+    )
+
+    @model_validator(mode="after")
+    def _check_key(self) -> Self:
+        if self.api_key is not None and len(self.api_key.get_secret_value().strip()) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"serve.api_key (SCORELOOP_SERVE__API_KEY) must be at least {MIN_KEY_LENGTH} characters, not "
+                "blank: a short key is guessed (`openssl rand -hex 24` makes one)"
+            )
+        return self
 
 
 class Settings(BaseSettings):

@@ -12,15 +12,22 @@ serving); reading decodes Arrow instead of parsing JSON. Windows select batches 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
+
+from scoreloop.core.settings import redact
 
 METADATA = sa.MetaData()
 
@@ -134,18 +141,91 @@ def _naive_utc(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
-class RecordStore:
-    """Scoring log and outcomes behind one SQLAlchemy engine."""
+class StoreUnavailable(ConnectionError):
+    """The record store did not take a write (deleted, replaced, read-only, locked, unreachable): nothing of it was
+    kept, and the same write may be tried again."""
 
-    def __init__(self, url: str) -> None:
+
+class RecordStore:
+    """Scoring log and outcomes behind one SQLAlchemy engine.
+
+    A SQLite store is one file, and the store keeps to that file: its connections open it read-write without ever
+    creating it, and a write is reported kept only if the file it went to is still the one at the path (a deleted or
+    replaced file would otherwise take writes that nobody can read). `unavailable()` says whether writes are taken
+    now; a file put back at the path is adopted there, so a server recovers without a restart. `busy_seconds` is how
+    long a write waits for another process's lock before failing.
+    """
+
+    def __init__(self, url: str, *, busy_seconds: float = 10.0) -> None:
         self.url = url
-        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self.busy_seconds = busy_seconds
+        self.file = _sqlite_file(url)
+        if self.file is None:
+            self.engine = sa.create_engine(url, pool_pre_ping=True)
+        else:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            sqlite3.connect(self.file).close()  # the only place the file is created
+            self.engine = sa.create_engine(  # the pool a file URL gets: "sqlite://" alone means memory, one per thread
+                "sqlite://", creator=self._connect_file, poolclass=sa.pool.QueuePool, pool_pre_ping=True
+            )
+            self.inode = self.file.stat().st_ino
         if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_durable)
+            sa.event.listen(self.engine, "connect", partial(_sqlite_durable, busy_seconds=busy_seconds))
+        self._create_tables()
+
+    def _connect_file(self) -> sqlite3.Connection:
+        uri = f"file:{self.file}?mode=rw"
+        return sqlite3.connect(uri, uri=True, timeout=self.busy_seconds, check_same_thread=False)
+
+    def _create_tables(self) -> None:
         try:
             METADATA.create_all(self.engine)
         except sa.exc.DatabaseError:  # another process (a second server worker) created the tables first
             METADATA.create_all(self.engine)
+
+    @contextmanager
+    def _writing(self) -> Iterator[sa.Connection]:
+        """One write transaction; `StoreUnavailable` when it failed or went to a file no longer at the path."""
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except sa.exc.DBAPIError as exc:
+            self.engine.dispose()  # a connection opened read-only or to a gone server never recovers by itself
+            raise StoreUnavailable(f"the record store {redact(self.url)} refused a write: {exc.orig}") from exc
+        if self.file is not None and _inode(self.file) != self.inode:
+            self.engine.dispose()
+            raise StoreUnavailable(f"the record store {self.file} was deleted or replaced during a write")
+
+    def unavailable(self) -> str | None:
+        """Why the store would not take a write now (one quick attempt that writes nothing), or None.
+
+        A SQLite file deleted from its path is "deleted" (nothing recreates it); a file put at the path in its place
+        is adopted from now on; a read-only or locked file is named so. A server store must answer a connection.
+        """
+        if self.file is None:
+            try:
+                with self.engine.connect() as connection:
+                    connection.execute(sa.text("SELECT 1"))
+            except sa.exc.DBAPIError as exc:
+                self.engine.dispose()
+                return f"{redact(self.url)} is unreachable: {' '.join(str(exc.orig).split())}"
+            return None
+        inode = _inode(self.file)
+        if inode is None:
+            return f"{self.file} was deleted"
+        if not os.access(self.file, os.R_OK | os.W_OK):
+            return f"{self.file} is read-only"
+        try:
+            with closing(sqlite3.connect(f"file:{self.file}?mode=rw", uri=True, timeout=1.0)) as probe:
+                probe.execute("BEGIN IMMEDIATE")  # takes the write lock, as a write would
+                probe.rollback()
+        except sqlite3.Error as exc:
+            return f"{self.file} does not take writes: {exc}"
+        if inode != self.inode:
+            self.engine.dispose()  # pooled connections hold the old file open
+            self.inode = inode
+            self._create_tables()
+        return None
 
     def log_scores(self, batches: Iterable[ScoredBatch]) -> int:
         """Append scored batches in one transaction; returns the number of records logged."""
@@ -155,7 +235,7 @@ class RecordStore:
         """Append rows already built by `ScoredBatch.as_row()` in one transaction (the scoring log builds them on the
         request thread, see `serving.scorelog`); returns the number of records logged."""
         if rows:
-            with self.engine.begin() as connection:
+            with self._writing() as connection:
                 connection.execute(SCORE_BATCHES.insert(), rows)
         return sum(row["rows"] for row in rows)
 
@@ -172,7 +252,7 @@ class RecordStore:
             for o in outcomes
         ]
         if rows:
-            with self.engine.begin() as connection:
+            with self._writing() as connection:
                 connection.execute(OUTCOMES.insert(), rows)
         return len(rows)
 
@@ -228,6 +308,14 @@ class RecordStore:
             frame = pd.read_sql(sa.select(OUTCOMES).order_by(OUTCOMES.c.id), connection)
         return frame.drop_duplicates("record_id", keep="last").reset_index(drop=True)
 
+    def unmatched_outcomes(self) -> int:
+        """Records with an outcome whose id the scoring log never held: /feedback stores them as sent (the log is
+        not looked up on the request path), and monitoring reports how many there are."""
+        with self.engine.connect() as connection:
+            blobs = connection.execute(sa.select(SCORE_BATCHES.c.scores)).scalars()
+            logged = {i for blob in blobs for i in ipc_table(blob).column("record_id").to_pylist()}
+        return int((~self.outcomes()["record_id"].isin(logged)).sum())
+
     def labelled(
         self,
         start: datetime | None = None,
@@ -273,9 +361,24 @@ def _frame(tables: list[pa.Table], schema: pa.Schema | None = None) -> pd.DataFr
     return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 
-def _sqlite_durable(connection, _record) -> None:
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for any other store, and for SQLite in memory)."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).resolve()
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _sqlite_durable(connection, _record, *, busy_seconds: float) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
     cursor.close()

@@ -11,8 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from scoreloop.core.settings import Settings
 from scoreloop.core.store import RecordStore, ipc_bytes, ipc_table
-from scoreloop.serving.arrow import ARROW_STREAM, BYTES_PER_RECORD
+from scoreloop.serving.arrow import ARROW_STREAM
 from tests.support import cli
 
 pytestmark = pytest.mark.slow
@@ -218,7 +219,8 @@ def test_arrow_bad_input_is_a_4xx_naming_field_and_index(server: str, columns, s
 def test_a_body_that_is_not_arrow_is_a_400_and_an_oversized_one_a_413(server: str) -> None:
     response = post_arrow(server, b'{"records": []}')
     assert response.status_code == 400 and "expected an Arrow IPC stream" in response.text
-    assert post_arrow(server, bytes(1000 * BYTES_PER_RECORD + 1)).status_code == 413  # refused before it is read
+    too_large = bytes(Settings().serve.max_body_bytes + 1)
+    assert post_arrow(server, too_large).status_code == 413  # refused before it is read
 
 
 def test_batch_scoring_a_file_gives_what_the_api_gives(server: str, trained_home: Path, tmp_path: Path) -> None:

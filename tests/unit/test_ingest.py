@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import re
 from pathlib import Path
@@ -146,6 +147,42 @@ def test_quoted_commas_and_newlines_stay_inside_one_field(tmp_path):
     assert (report.rows_in, report.rows_out, report.rows_quarantined) == (3, 2, 1)
     assert pd.read_parquet(report.output)["industry"].tolist() == ["saas", "fintech"]
     assert _quarantine(report)["_record"].tolist() == ["3"]
+
+
+def test_records_know_their_physical_lines_and_those_spanning_lines_are_counted(tmp_path):
+    body = ('L1,2024-03-05,1,saas,yes\nL2,2024-03-05,"5,fintech,no\nL3,2024-03-05,6,saas,yes\nL4",x\n'
+            "L5,2024-03-05,2,saas,no\n")  # fmt: skip
+    raw = read_raw(_write(tmp_path, body))  # a stray quote merges lines 3-5 into one record
+    assert raw.records.tolist() == [1, 3] and raw.lines.tolist() == ["2", "6"]
+    assert raw.malformed[["_record", "_line"]].to_dict("list") == {"_record": [2], "_line": ["3-5"]}
+    assert raw.spanning_lines() == 1
+    report = _ingest(_write(tmp_path, body))
+    assert report.records_spanning_lines == 1
+    assert _quarantine(report)[["_record", "_line"]].to_dict("list") == {"_record": ["2"], "_line": ["3-5"]}
+
+
+def test_a_line_that_is_not_utf8_or_holds_a_huge_field_is_quarantined_not_an_abort(tmp_path):
+    source = tmp_path / "leads.csv"
+    huge = "x" * (csv.field_size_limit() + 1)
+    source.write_bytes(HEADER.encode() + b"L1,2024-03-05,1,saas,yes\nL2,2024-03-05,1,s\xffaas,yes\n"
+                       + f"L3,2024-03-05,1,{huge},yes\nL4,2024-03-05,2,saas,no\n".encode())  # fmt: skip
+    report = _ingest(source)
+    assert (report.rows_in, report.rows_out, report.rows_quarantined) == (4, 2, 2)
+    quarantine = _quarantine(report)
+    assert quarantine["_record"].tolist() == ["2", "3"] and quarantine["_line"].tolist() == ["3", "4"]
+    assert quarantine["_reason"][0] == "not valid UTF-8 (line 3)"
+    assert quarantine["_raw_line"][0] == "L2,2024-03-05,1,s\ufffdaas,yes"
+    assert quarantine["_reason"][1].startswith("unreadable CSV: field larger than field limit")
+
+
+def test_a_failed_ingest_leaves_no_output_and_keeps_the_previous_one(tmp_path):
+    source = _write(tmp_path, "L1,2024-03-05,1,saas,yes\n")
+    report = _ingest(source)
+    before = report.output.read_bytes()
+    with pytest.raises(ValueError, match="lacks spec columns"):
+        _ingest(source, DatasetSpec.model_validate({**SPEC.model_dump(), "numeric": ["revenue", "absent"]}))
+    assert report.output.read_bytes() == before
+    assert not list(report.output.parent.glob(".*partial"))
 
 
 def test_gzip_csv_reads_like_plain_csv(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from catboost import CatBoostClassifier
 
 from scoreloop.cli.data import spec_infer
@@ -123,3 +124,28 @@ def test_a_european_export_is_detected_by_spec_infer_and_read_alike_by_ingest_an
     batch = read_frame(chunk.table.frame, spec)
     assert batch.reasons() == {60: reason}
     np.testing.assert_array_equal(batch.frame()[["revenue", "employees"]].to_numpy(), expected.to_numpy())
+
+
+def test_batch_scoring_quarantines_unreadable_lines_and_an_interrupted_run_leaves_no_output(tmp_path: Path) -> None:
+    messy = crm_export(300, seed=5)
+    spec = infer_spec(messy, TARGET, exclude=EXTRA_COLUMNS)
+    model = tiny_model(read_frame(messy, spec, with_target=True).frame(), spec)
+    source = tmp_path / "export.csv"
+    messy.to_csv(source, index=False)
+    lines = source.read_bytes().split(b"\n")
+    lines[5] = lines[5].replace(b",", b",\xff", 1)  # record 5 (line 6) holds a byte that is not UTF-8
+    source.write_bytes(b"\n".join(lines))
+    output = tmp_path / "scored.csv"
+    report = score_file(model, source, output, chunk_rows=100)
+    quarantine = pd.read_csv(report.quarantine, dtype=str)
+    assert report.rows_quarantined >= 1 and report.rows_in == 300
+    assert quarantine.set_index("_record").loc["5", "_reason"] == "not valid UTF-8 (line 6)"
+    before = output.read_bytes()
+
+    def interrupted(done: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        score_file(model, source, output, chunk_rows=100, on_chunk=interrupted)
+    assert output.read_bytes() == before  # the last complete run's output, untouched
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["export.csv", "scored.csv", "scored.quarantine.csv"]

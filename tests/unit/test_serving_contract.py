@@ -71,6 +71,7 @@ def test_one_record_object_is_a_batch_of_one_and_empty_is_empty() -> None:
         ({"industry": "saas", "employees": True}, "employees", "as a number"),
         ({"industry": "saas", "employees": [1]}, "employees", "expected a number, got a list"),
         ({"industry": {"a": 1}}, "industry", "expected text, got a JSON object"),
+        ({"industry": "s" * 201}, "industry", "longer than 200 characters"),
         ({"industry": "saas", "lead_id": "x" * 201}, "lead_id", "at most 200 are stored"),
         ({"industry": "saas", "lead_id": "a\x00b"}, "lead_id", "NUL"),
         ({"industry": "saas", "lead_id": False}, "lead_id", "got a boolean"),

@@ -1,9 +1,12 @@
 """The record store's scoring log on a real SQLite file: what goes in comes back (types, missing values, policy
 decisions, per-batch model and time), windows select by time, samples are seeded and even, and batches logged by
-different model versions (different features) read back together."""
+different model versions (different features) read back together. The store keeps to its file: it says when that
+file takes no writes (deleted, locked), never recreates it, and adopts one put back at its path."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoreloop.core.store import Outcome, RecordStore, ScoredBatch
+from scoreloop.core.store import Outcome, RecordStore, ScoredBatch, StoreUnavailable
 
 JAN, FEB, MAR = datetime(2024, 1, 1), datetime(2024, 2, 1), datetime(2024, 3, 1)
 
@@ -103,3 +106,39 @@ def test_labelled_joins_the_latest_outcome_per_record(store: RecordStore) -> Non
     labelled = store.labelled().set_index("record_id")
     assert len(labelled) == 3 and labelled.loc["a", "outcome"] == 1 and labelled.loc["b", "outcome"] == 0
     assert np.isnan(labelled.loc["c", "outcome"]) and labelled.loc["a", "outcome_at"] == pd.Timestamp(FEB)
+
+
+def test_a_deleted_file_takes_no_writes_is_never_recreated_and_a_file_put_back_is_adopted(tmp_path: Path) -> None:
+    path = tmp_path / "records.db"
+    store = RecordStore(f"sqlite:///{path}")
+    store.add_outcomes([Outcome("kept", 1)])
+    moved = path.rename(tmp_path / "elsewhere.db")
+    assert store.unavailable() == f"{path} was deleted"
+    with pytest.raises(StoreUnavailable, match="deleted or replaced"):
+        store.add_outcomes([Outcome("refused", 1)])  # went to the file no longer at the path: not reported kept
+    with pytest.raises(StoreUnavailable, match="unable to open"):
+        store.add_outcomes([Outcome("refused", 1)])
+    assert not path.exists()
+    shutil.copy(moved, path)  # a backup put back: another file at the path
+    assert store.unavailable() is None
+    store.add_outcomes([Outcome("after", 0)])
+    assert {"kept", "after"} <= set(store.outcomes()["record_id"])
+
+
+def test_a_file_locked_by_another_process_takes_no_writes_until_released(tmp_path: Path) -> None:
+    path = tmp_path / "records.db"
+    store = RecordStore(f"sqlite:///{path}", busy_seconds=0.2)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    assert "database is locked" in str(store.unavailable())
+    with pytest.raises(StoreUnavailable, match="database is locked"):
+        store.add_outcomes([Outcome("waiting", 1)])
+    holder.execute("ROLLBACK")
+    assert store.unavailable() is None
+    assert store.add_outcomes([Outcome("released", 1)]) == 1
+
+
+def test_outcomes_for_ids_never_scored_are_counted_once_each(store: RecordStore) -> None:
+    store.log_scores([batch(["a", "b"], JAN)])
+    store.add_outcomes([Outcome("a", 1), Outcome("z", 0), Outcome("z", 1), Outcome("y", 0)])
+    assert store.unmatched_outcomes() == 2
