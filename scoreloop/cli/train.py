@@ -1,4 +1,4 @@
-"""`scoreloop` train, promote, runs, history and rollback: thin wrappers over `training`."""
+"""`scoreloop` train, promote, runs, history, rollback and value: thin wrappers over `training`."""
 
 from __future__ import annotations
 
@@ -176,3 +176,21 @@ def rollback(
 
     entry = run_rollback(settings_of(ctx), to, reason)
     show(f"champion is version {entry['champion_after']} again", entry)
+
+
+@app.command()
+def value(ctx: typer.Context) -> None:
+    """The champion against random working and the simple approach (a few thresholds), in business terms."""
+    from scoreloop.core.value import verdict
+    from scoreloop.training.value_report import champion_value, write_value_report
+
+    settings = settings_of(ctx)
+    version, figures = champion_value(settings)
+    table = Table(title=f"value of version {version} on its holdout", title_justify="left")
+    for column in ("approach", *figures.columns):
+        table.add_column(column)
+    for name, row in figures.iterrows():
+        table.add_row(str(name), *(f"{v:.2f}" for v in row))
+    console.print(table)
+    console.print(verdict(figures, settings.value.margin)[1], soft_wrap=True)
+    console.print(f"report: {write_value_report(settings, version, figures)}")

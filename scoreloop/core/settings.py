@@ -153,6 +153,17 @@ class PolicySettings(BaseModel):
     seed: int = 0
 
 
+class ValueSettings(BaseModel):
+    """The simple approach every training run is compared with, and the business terms of the comparison."""
+
+    features: int = Field(3, ge=1, description="Strongest features (by the model's importance) the thresholds use.")
+    depth: int = Field(2, ge=1, le=4, description="Depth of the threshold tree: 2 gives at most 4 groups of records.")
+    review_budget: float = Field(0.1, gt=0, le=1, description="Share of records a review team can check.")
+    margin: float = Field(
+        1.0, description="Conversions per 100 records worked (at the policy's capacity) the model must add."
+    )
+
+
 class ServeSettings(BaseModel):
     """The served API: request limits, adaptive batching, the scoring-log queue and the optional /feedback key."""
 
@@ -184,6 +195,7 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    value: ValueSettings = Field(default_factory=ValueSettings)
 
     @property
     def tracking_uri(self) -> str:
