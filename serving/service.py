@@ -14,6 +14,7 @@ built with.
   (not logged: it is not a decision).
 - `POST /feedback`: outcomes, committed to the record store before the 200; optionally behind an API key.
 - `GET /metadata`: model, version, run, windows, metrics, calibration, tier cut-offs, input schema.
+- `GET /records/{id}/history`: every scoring of one record, its outcome and the reasons (`serving.history`).
 """
 
 from __future__ import annotations
@@ -33,15 +34,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from scoreloop.core.coerce import field_counts
+from scoreloop.core.coerce import field_counts, id_problem
 from scoreloop.core.settings import Settings
 from scoreloop.core.store import Outcome as StoredOutcome
 from scoreloop.core.store import RecordStore
 from scoreloop.serving.arrow import ARROW_STREAM, BYTES_PER_RECORD, arrow_bytes, read_arrow
 from scoreloop.serving.bento import MODEL_TAG_ENV, load_verified
+from scoreloop.serving.history import record_history
 from scoreloop.serving.schema import (
     CalibrationInfo,
     Explained,
+    HistoryEntry,
     Metadata,
     Outcome,
     Scored,
@@ -195,6 +198,17 @@ class Scorer:
             required=_spec.required,
             input_schema=record_model(_spec).model_json_schema(),
         )
+
+    @metadata_app.get("/records/{record_id}/history", response_model=list[HistoryEntry])
+    def history(self, record_id: str) -> Any:
+        """Every scoring of one record, oldest first, its outcome if known, and the top reasons at each score."""
+        if problem := id_problem(record_id):
+            return JSONResponse({"error": "invalid record id", "detail": [{"loc": ["id"], "msg": problem}]}, 400)
+        return record_history(self.store, record_id, self._served, limits.explain_top)
+
+    def _served(self, name: str, version: str) -> Any:
+        """The served model for its own scorings; None for other versions (this server cannot load them)."""
+        return self.model if (name, version) == (self.model.name, self.model.version) else None
 
 
 class RequireKey:
