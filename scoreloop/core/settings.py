@@ -142,6 +142,10 @@ class MonitorSettings(BaseModel):
     )
     seed: int = 0
     bins: int = Field(10, ge=2, description="Quantile bins for PSI and calibration.")
+    outcome_days: int = Field(
+        30, ge=0, description="Days outcomes take to arrive: younger cohorts are shown as too young to judge."
+    )
+    band_width: int = Field(20, ge=1, le=100, description="Score points per band in `scoreloop bands --by band`.")
 
 
 class PolicySettings(BaseModel):
