@@ -15,6 +15,7 @@ built with.
 - `POST /feedback`: outcomes, committed to the record store before the 200; optionally behind an API key.
 - `GET /metadata`: model, version, run, windows, metrics, calibration, tier cut-offs, input schema.
 - `GET /records/{id}/history`: every scoring of one record, its outcome and the reasons (`serving.history`).
+- With `SCORELOOP_ALERTS__URL` and `__SECRET` set, tier crossings are posted to a webhook (`serving.alerts`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from scoreloop.core.coerce import field_counts, id_problem
 from scoreloop.core.settings import Settings
 from scoreloop.core.store import Outcome as StoredOutcome
 from scoreloop.core.store import RecordStore
+from scoreloop.serving.alerts import TierAlerts
 from scoreloop.serving.arrow import ARROW_STREAM, BYTES_PER_RECORD, arrow_bytes, read_arrow
 from scoreloop.serving.bento import MODEL_TAG_ENV, load_verified
 from scoreloop.serving.history import record_history
@@ -95,6 +97,8 @@ def _metrics() -> dict[str, Any]:
         ),
         "missing": Counter("scoreloop_missing_fields", "Scored records missing an optional feature", ["field"]),
         "log_failures": Counter("scoreloop_scoring_log_failures", "Failed attempts to write the scoring log"),
+        "alert_failures": Counter("scoreloop_alert_failures", "Failed tier-alert deliveries (attempts and drops)"),
+        "alerts_delivered": Counter("scoreloop_alerts_delivered", "Tier alerts the webhook accepted"),
     }
 
 
@@ -115,10 +119,16 @@ class Scorer:
         self.log = ScoreLog(
             self.store, _spec, max_rows=limits.log_queue_rows, on_failure=self.metrics["log_failures"].inc
         )
+        self.alerts = None
+        if settings.alerts.enabled:
+            failed, delivered = self.metrics["alert_failures"].inc, self.metrics["alerts_delivered"].inc
+            self.alerts = TierAlerts(settings.alerts, self.store, on_failure=failed, on_delivered=delivered)
 
     @bentoml.on_shutdown
     def close(self) -> None:
         self.log.close()
+        if self.alerts is not None:
+            self.alerts.close()
 
     @bentoml.api(batchable=True, max_batch_size=limits.max_batch_size, max_latency_ms=limits.max_latency_ms)
     def score(self, records: Records) -> ScoredList:  # type: ignore[valid-type]
@@ -157,6 +167,8 @@ class Scorer:
     def _score(self, rows: np.ndarray) -> np.ndarray:
         scored = score_rows(self.model, rows)
         self.log.submit(rows, scored)
+        if self.alerts is not None:
+            self.alerts.observe(scored)
         self._count(rows)
         return scored
 

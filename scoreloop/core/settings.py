@@ -123,6 +123,9 @@ class GateSettings(BaseModel):
     baseline_level: float = Field(
         0.90, gt=0, lt=1, description="Two-sided level of the paired bootstrap interval that decides a clear loss."
     )
+    notes_rows: int = Field(
+        5000, ge=1, description="Recent records both versions score for the release notes of a promotion."
+    )
 
 
 class MonitorSettings(BaseModel):
@@ -168,6 +171,23 @@ class ValueSettings(BaseModel):
     )
 
 
+class AlertSettings(BaseModel):
+    """The tier-crossing webhook: where to post, the shared secret that signs each body, which tiers to watch, and
+    how delivery is retried. Off unless both `url` and `secret` are set."""
+
+    url: str | None = Field(None, pattern=r"^https?://", description="Webhook receiving tier crossings (http/https).")
+    secret: SecretStr | None = Field(None, description="HMAC-SHA256 key signing each body; only from the environment.")
+    tiers: list[str] = Field(default_factory=lambda: ["A"], min_length=1, description="Crossings into these alert.")
+    attempts: int = Field(5, ge=1, description="Delivery attempts per alert before it is dropped (and counted).")
+    backoff_seconds: float = Field(0.5, ge=0, description="Wait after the first failed attempt; doubled after each.")
+    timeout_seconds: float = Field(5.0, gt=0, description="Per attempt.")
+    queue: int = Field(10_000, ge=1, description="Alerts waiting for delivery; beyond it new ones are dropped.")
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None and self.secret is not None
+
+
 class ServeSettings(BaseModel):
     """The served API: request limits, adaptive batching, the scoring-log queue and the optional /feedback key."""
 
@@ -200,6 +220,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     value: ValueSettings = Field(default_factory=ValueSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @property
     def tracking_uri(self) -> str:

@@ -1,7 +1,9 @@
-"""What the people who work the scores see, on a real `bentoml serve`: a record's history and the movers."""
+"""What the people who work the scores see, on a real `bentoml serve`: a record's history, the movers, queues of
+fixed size and tier alerts."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import pandas as pd
 import pytest
 
 from scoreloop.core.store import RecordStore
-from tests.support import cli
+from scoreloop.serving.alerts import sign
+from tests.integration.test_serving import metric
+from tests.support import Receiver, clean_env, cli, free_port, running, serve_command
 
 pytestmark = pytest.mark.slow
 
@@ -104,3 +108,44 @@ def test_a_worklist_of_fixed_size_for_the_whole_file_and_per_day(trained_home: P
     logged = logged.set_index("record_id").loc[queue["id"]]
     assert logged["propensity"].tolist() == pytest.approx(queue["propensity"].tolist())
     assert logged["worked"].astype(bool).tolist() == queue["worked"].tolist()
+
+
+def alerting_server(home: Path, url: str):
+    """A second `scoreloop serve` of the same home, posting crossings into A or B to `url`."""
+    port = free_port()
+    env = clean_env(SCORELOOP_ALERTS__URL=url, SCORELOOP_ALERTS__SECRET="s3cret", SCORELOOP_ALERTS__TIERS='["A","B"]',
+                    SCORELOOP_ALERTS__BACKOFF_SECONDS="0.1", SCORELOOP_ALERTS__ATTEMPTS="3")  # fmt: skip
+    return running(serve_command(home, port), f"http://127.0.0.1:{port}/readyz", home / f"alerts-{port}.log", env)
+
+
+def test_webhook_receives_signed_tier_crossings_retried_and_a_dead_one_is_counted(trained_home: Path) -> None:
+    receiver = Receiver(failures=1)
+    try:
+        with alerting_server(trained_home, receiver.url) as process:
+            server = f"http://127.0.0.1:{process.args[-1]}"
+            before = score(server, {"lead_id": "alert-1", **QUIET})
+            after = score(server, {"lead_id": "alert-1", **BUSY})
+            assert before["tier"] not in ("A", "B") and after["tier"] in ("A", "B")  # the seeded crossing
+            deadline = time.monotonic() + 15
+            while not receiver.received and time.monotonic() < deadline:
+                time.sleep(0.2)
+            body, signature = receiver.received[0]
+            assert signature == sign(body, "s3cret")
+            crossing = json.loads(body)["crossings"]
+            assert [(c["id"], c["from_tier"], c["to_tier"], c["score"]) for c in crossing] == [
+                ("alert-1", before["tier"], after["tier"], after["score"])
+            ]
+            assert metric(server, "scoreloop_alert_failures_total") == 1  # the receiver's first answer was a 500
+            assert metric(server, "scoreloop_alerts_delivered_total") == 1
+    finally:
+        receiver.server.shutdown()
+    with alerting_server(trained_home, f"http://127.0.0.1:{free_port()}/down") as process:
+        server = f"http://127.0.0.1:{process.args[-1]}"
+        score(server, {"lead_id": "alert-2", **QUIET})
+        began = time.monotonic()
+        assert score(server, {"lead_id": "alert-2", **BUSY})["tier"] in ("A", "B")  # scored while delivery fails
+        assert time.monotonic() - began < 2
+        deadline = time.monotonic() + 15
+        while metric(server, "scoreloop_alert_failures_total") < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert metric(server, "scoreloop_alert_failures_total") == 3  # every attempt, then dropped
