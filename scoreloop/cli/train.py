@@ -1,4 +1,5 @@
-"""`scoreloop` train, promote, runs, history, rollback and value: thin wrappers over `training`."""
+"""`scoreloop` train, promote, runs, history, rollback and value: thin wrappers over `training` (and the release
+notes of a promotion, `scoreloop.loop.release_notes`)."""
 
 from __future__ import annotations
 
@@ -55,10 +56,14 @@ def _resume_logging(settings: Settings) -> None:
 @app.command()
 def promote(ctx: typer.Context) -> None:
     """Move `champion` to the challenger if it wins by the gate's margin and is not worse calibrated."""
+    from scoreloop.loop.release_notes import write_release_notes
     from scoreloop.training.promote import promote as run_gate
 
-    decision = run_gate(settings_of(ctx))
+    settings = settings_of(ctx)
+    decision = run_gate(settings)
     show("promoted" if decision.promoted else "not promoted", decision.to_dict())
+    if notes := write_release_notes(settings, decision):
+        console.print(f"release notes: {notes}")
 
 
 runs_app = typer.Typer(help="Training runs: studies with their best trials; `runs compare A B`.")
