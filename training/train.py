@@ -28,7 +28,7 @@ from scoreloop.core.pages import page
 from scoreloop.core.settings import Settings, TrainSettings, redact
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.tracking import configure, unreachable_reason
-from scoreloop.core.value import MODEL, SIMPLE, VALUE_PAGE, value_body, value_metrics, value_table
+from scoreloop.core.value import MODEL, SIMPLE, VALUE_PAGE, VALUE_RULES_TAG, value_body, value_metrics, value_table
 from scoreloop.training import plots
 from scoreloop.training.baselines import Baseline, hist_gradient_boosting
 from scoreloop.training.lineage import log_lineage
@@ -162,6 +162,7 @@ class HoldoutFigures:
     baselines: dict[str, float]
     ece_raw: float | None = None
     value: pd.DataFrame | None = None
+    value_rules: str = ""
 
     def logged(self) -> dict[str, float]:
         """The figures under their MLflow metric names: `holdout_<metric>`, `holdout_decile_<nn>_*`,
@@ -239,7 +240,7 @@ def _evaluate(
         settings.policy.capacity,
         settings.value.review_budget,
     )
-    figures = replace(figures, value=value)
+    figures = replace(figures, value=value, value_rules=simple.rules)
     directory = _keep(settings, spec, split, tuning, selected, baselines, figures, run_id, rows_rejected)
     body = value_body(value, settings.policy.capacity, settings.value, simple.rules)
     (directory / ARTIFACTS / VALUE_PAGE).parent.mkdir(parents=True, exist_ok=True)
@@ -295,6 +296,8 @@ def _keep(
     }
     if skipped:
         tags["scoreloop.plots_skipped"] = "; ".join(skipped)[:5000]
+    if figures.value_rules:
+        tags[VALUE_RULES_TAG] = figures.value_rules[:5000]
     selection = selection_figures(selected.candidates, winner)
     pending = PendingRun(
         run_id=run_id,

@@ -190,12 +190,12 @@ def value(ctx: typer.Context) -> None:
     from scoreloop.training.value_report import champion_value, write_value_report
 
     settings = settings_of(ctx)
-    version, figures = champion_value(settings)
-    table = Table(title=f"value of version {version} on its holdout", title_justify="left")
-    for column in ("approach", *figures.columns):
+    value = champion_value(settings)
+    table = Table(title=f"value of version {value.version} on its holdout", title_justify="left")
+    for column in ("approach", *value.table.columns):
         table.add_column(column)
-    for name, row in figures.iterrows():
+    for name, row in value.table.iterrows():
         table.add_row(str(name), *(f"{v:.2f}" for v in row))
     console.print(table)
-    console.print(verdict(figures, settings.value.margin)[1], soft_wrap=True)
-    console.print(f"report: {write_value_report(settings, version, figures)}")
+    console.print(verdict(value.table, settings.value.margin)[1], soft_wrap=True)
+    console.print(f"report: {write_value_report(settings, value)}")

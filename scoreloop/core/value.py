@@ -25,6 +25,7 @@ from scoreloop.core.settings import ValueSettings
 
 RANDOM, SIMPLE, MODEL = "random", "simple", "model"
 VALUE_PAGE = "evaluation/value.html"  # in a training run's artifacts
+VALUE_RULES_TAG = "value.simple_rules"  # the simple approach's thresholds in words, on the training run
 COLUMNS = ("per_100_worked", "caught", "reviews_to_match", "reviews_saved_by_model")
 
 

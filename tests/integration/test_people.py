@@ -8,11 +8,17 @@ import time
 from pathlib import Path
 
 import httpx
+import mlflow
+import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
+from scoreloop.core.settings import Settings
 from scoreloop.core.store import RecordStore
+from scoreloop.core.tracking import load_registered
 from scoreloop.serving.alerts import sign
+from scoreloop.training.tags import HOLDOUT_ARTIFACT
 from tests.integration.test_serving import metric
 from tests.support import Receiver, clean_env, cli, free_port, running, serve_command
 
@@ -149,3 +155,25 @@ def test_webhook_receives_signed_tier_crossings_retried_and_a_dead_one_is_counte
         while metric(server, "scoreloop_alert_failures_total") < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert metric(server, "scoreloop_alert_failures_total") == 3  # every attempt, then dropped
+
+
+def test_value_of_the_champion_against_random_and_the_simple_approach(trained_home: Path) -> None:
+    """The figures `scoreloop value` reads from the training run agree with the champion's own holdout predictions:
+    random working converts at the holdout's base rate, the model at the precision of its top 20%."""
+    settings = Settings(home=trained_home)
+    model = load_registered(settings)
+    run = MlflowClient().get_run(model.card.run_id)
+    path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=HOLDOUT_ARTIFACT)
+    holdout = pd.read_parquet(path)
+    y, proba = holdout[model.spec.target].to_numpy(), model.predict_proba(holdout)
+    worked = 0.2 * len(y)  # SCORELOOP_POLICY__CAPACITY's default
+    top = y[np.argsort(-proba, kind="stable")]
+    by_hand = 100 * (top[: int(worked)].sum() + (worked % 1) * top[int(worked)]) / worked
+    metrics = run.data.metrics
+    assert metrics["value_random_per_100_worked"] == pytest.approx(100 * y.mean())
+    assert metrics["value_model_per_100_worked"] == pytest.approx(by_hand, abs=1e-6)
+    assert metrics["value_model_caught"] >= metrics["value_random_caught"]
+    shown = cli(trained_home, "value").stdout
+    assert "simple" in shown and "conversions per 100 records worked" in shown
+    page = Path(shown.split("report:")[1].split()[0]).read_text()
+    assert "|--- " in page and ("does NOT beat" in page) != ("The model beats" in page)  # thresholds, verdict
