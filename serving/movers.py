@@ -3,7 +3,7 @@
 The morning list a salesperson acts on. Finding them reads only the score blobs of the log (no features) and works
 on integer codes, so a million logged scores take seconds (benchmarks/people.py). The reasons are computed for the
 listed movers only: the stored features of their two last scorings, through the model versions that scored them
-(`serving.scoring.contributions`); the features whose points changed most are the reasons that moved.
+(`serving.scoring.contributions`); the features whose contributions changed most are the reasons that moved.
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ import pandas as pd
 from scoreloop.core.store import RecordStore
 from scoreloop.serving.history import Models, typed_rows
 from scoreloop.serving.scoring import contributions, format_value
-
-MOVER_COLUMNS = ["record_id", "scored_at", "previous_at", "previous_score", "score", "change", "previous_tier",
-                 "tier", "previous_version", "version"]  # fmt: skip
 
 
 def find_movers(log: pd.DataFrame, since: datetime, min_change: int, into: str | None = None) -> pd.DataFrame:
