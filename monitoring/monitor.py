@@ -13,6 +13,7 @@ compute (`drift_findings`, `period_findings`: pure, a `Findings`), publish (`pub
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,11 +28,10 @@ from scoreloop.core.ingest import read_raw
 from scoreloop.core.metrics import psi
 from scoreloop.core.model import LOWEST_TIER, ModelCard
 from scoreloop.core.pages import badge, new_figure, new_report_dir, png, table, write_index, write_report
-from scoreloop.core.policy import ipw_weights
 from scoreloop.core.settings import MonitorSettings, Settings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import RecordStore
-from scoreloop.core.tracking import CHAMPION, configure, load_version, version_by_alias
+from scoreloop.core.tracking import CHAMPION, configure, load_version, monitoring_experiment, version_by_alias
 from scoreloop.monitoring.checks import Check, judge, status
 from scoreloop.monitoring.drift import DriftSummary, QualitySummary, build_drift_report, build_quality_report
 from scoreloop.monitoring.quality import feature_quality, labelled_quality, tier_quality
@@ -211,7 +211,9 @@ def period_findings(data: PeriodData, drift: DriftSummary, settings: Settings) -
     figures = {
         **_drift_figures(drift),
         **feature_quality(ref, cur, data.spec.features, _vocabulary(data.spec, ref)),
-        **labelled_quality(log, _weights(log, settings.policy.ipw_clip), config.bins),
+        **labelled_quality(
+            log, settings.policy.capacity, config.bins, interval_rows=config.sample_rows, seed=config.seed
+        ),
         "psi": psi(data.reference_log["probability"], log["probability"], config.bins),
         "psi_evidently": drift.prediction.score if drift.prediction else None,
         "rows_current": len(log),
@@ -277,13 +279,6 @@ def _champion_version(settings: Settings) -> str:
     return str(champion.version) if champion else "none"
 
 
-def _weights(log: pd.DataFrame, clip: float) -> pd.Series | None:
-    labelled = log[log["outcome"].notna()]
-    if labelled.empty or labelled["propensity"].isna().all():
-        return None
-    return ipw_weights(labelled["propensity"], clip)
-
-
 def _vocabulary(spec: DatasetSpec, reference: pd.DataFrame) -> dict[str, list[str]]:
     """Known categories per column: the spec's allowed values, else what the reference holds."""
     return {c: spec.allowed_values.get(c) or [str(v) for v in reference[c].dropna().unique()] for c in spec.categorical}
@@ -342,13 +337,14 @@ def log_monitoring_run(
     settings: Settings, out_dir: Path, kind: str, summary: dict[str, Any], params: dict[str, Any]
 ) -> None:
     """One run in the monitoring experiment: figures as metrics, checks as tags, the report folder as artifacts."""
-    configure(settings, experiment=f"{settings.experiment}-monitoring")
+    configure(settings, experiment=monitoring_experiment(settings))
     figures = summary["figures"]
     tags = {
         "scoreloop.role": "monitoring",
         "scoreloop.kind": kind,
         "scoreloop.model_version": summary["model_version"],
         "scoreloop.status": summary["status"],
+        "scoreloop.failed": "; ".join(c["message"] for c in summary["checks"] if c["passed"] is False)[:5000],
         **{f"check.{c['name']}": c["message"][:500] for c in summary["checks"]},
     }
     scalars = {k: v for k, v in figures.items() if isinstance(v, int | float) and not isinstance(v, bool)}
@@ -403,7 +399,9 @@ def page_body(findings: Findings, drift: DriftSummary) -> str:
             f"{figures['label_coverage']:.1%}); ROC AUC {figures['roc_auc']:.4f} ({figures['roc_auc_basis']}), "
             f"{figures['roc_auc_unweighted']:.4f} unweighted, {figures['roc_auc_explored']:.4f} on the "
             f"{figures['explored_labelled']} explored records; expected calibration error "
-            f"{figures['calibration_error']:.4f}.</p><h3>By tier</h3>"
+            f"{figures['calibration_error']:.4f}.</p>"
+            + _estimates(figures)
+            + "<h3>By tier</h3>"
             + table(pd.DataFrame(figures["tiers"]))
             + "<h3>Calibration (labelled records)</h3>"
             + table(pd.DataFrame(figures["calibration"]))
@@ -411,6 +409,32 @@ def page_body(findings: Findings, drift: DriftSummary) -> str:
     if findings.scores:
         body += _period_plots(findings.scores, pd.DataFrame(figures["calibration"]))
     return body
+
+
+def _estimates(figures: dict[str, Any]) -> str:
+    """The labelled (off-policy) estimates with their intervals beside what the probabilities expect (CBPE)."""
+    rows = [
+        {
+            "figure": name,
+            "from outcomes": f"{figures[key]:.4f} ({figures[key + '_low']:.4f} to {figures[key + '_high']:.4f})",
+            "expected from probabilities (all / unworked)": f"{figures[cbpe]:.4f} / {figures[cbpe + '_unworked']:.4f}",
+        }
+        for name, key, cbpe in (
+            ("ROC AUC", "roc_auc", "expected_roc_auc"),
+            ("positive rate", "positive_rate_snipw", "expected_positive_rate"),
+        )
+    ]
+    flag = figures["estimates_disagree"]
+    return (
+        f"<p>Estimator: {html.escape(figures['roc_auc_basis'])}; effective sample size "
+        f"{figures['effective_size']:.0f} of {figures['labelled']} labelled; worklist value "
+        f"{figures['worklist_value']:.1f} conversions per 100 worked ({figures['worklist_value_low']:.1f} to "
+        f"{figures['worklist_value_high']:.1f}).</p>"
+        + table(rows)
+        + (f"<p><b>The estimates disagree on {html.escape(flag)}</b>: the probabilities expect a figure outside the "
+           "interval the outcomes give (the model is miscalibrated on what was not worked, or the world moved)."
+           "</p>" if flag else "")
+    )  # fmt: skip
 
 
 def _check_badge(check: Check) -> str:

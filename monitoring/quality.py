@@ -8,11 +8,13 @@ a monitored figure means what the same figure meant at training time.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from scoreloop.core.metrics import calibration_table, expected_calibration_error, positive_rate, roc_auc
+from scoreloop.core.metrics import calibration_table, positive_rate, roc_auc
+from scoreloop.core.offpolicy import ESTIMATOR, Logged, estimate, expected_figures, point_figures
 
 
 def missing_shares(frame: pd.DataFrame, columns: Iterable[str]) -> dict[str, float]:
@@ -85,29 +87,55 @@ def feature_quality(
 
 
 def labelled_quality(
-    log: pd.DataFrame, weights: pd.Series | None, bins: int = 10
-) -> dict[str, float | int | list[dict] | str]:
-    """Quality on the records of `log` whose `outcome` is known (labels arrive late, for worked records only).
+    log: pd.DataFrame, capacity: float, bins: int = 10, *, interval_rows: int = 50_000, rounds: int = 200, seed: int = 0
+) -> dict[str, Any]:
+    """Quality on the records of `log` from the outcomes that arrived (late, and for worked records only).
 
-    ROC AUC is weighted by `weights` (inverse propensities, aligned on `log`) when given: worked records are the
-    top of each batch plus a random slice, so plain AUC on them measures ranking within what was worked, and the
-    weighted AUC estimates the population's. AUC on the explored slice alone is unweighted and unbiased for the
-    leads below the top. Calibration needs no weights: who was worked depended only on the score (and chance),
-    so the outcome rate among worked records at a given probability is the population's.
+    Every figure on the labelled records is an off-policy estimate from the logged propensities (`core.offpolicy`:
+    ROC AUC and ECE weighted by 1/propensity, the positive rate IPW and self-normalised, the doubly robust worklist
+    value at `capacity`), with bootstrap intervals (on a seeded sample of `interval_rows` records of a larger period)
+    and the weights' effective size; without logged propensities they are plain figures on the labelled records and
+    say so. Next to them, what the calibrated probabilities expect of every record and of the unworked ones alone
+    (confidence-based estimation, NannyML's CBPE), flagged when it falls outside the labelled estimate's interval.
     """
     labelled = log[log["outcome"].notna()]
-    y, p = labelled["outcome"].to_numpy(dtype=int), labelled["probability"].to_numpy(dtype=float)
+    propensity = log["propensity"] if "propensity" in log and log["propensity"].notna().any() else None
+    logged = Logged.of(log["outcome"], propensity)
+    p = log["probability"].to_numpy(dtype=float)
+    sample = np.arange(len(log))
+    if len(log) > interval_rows:
+        sample = np.sort(np.random.default_rng(seed).choice(len(log), interval_rows, replace=False))
+    figures = estimate(logged.take(sample), p[sample], "roc_auc", capacity, rounds=rounds, seed=seed, bins=bins)
+    figures |= point_figures(logged, p, "roc_auc", capacity, bins)  # the points on every record
+    y, weights = labelled["outcome"].to_numpy(dtype=int), logged.weights[logged.labelled]
     explored = labelled[labelled["policy"] == "explore"] if "policy" in labelled else labelled.iloc[0:0]
-    weighted = weights is not None and labelled["propensity"].notna().any()
+    expected, unworked = expected_figures(p), expected_figures(p[~logged.labelled])
+    disagree = [
+        name
+        for name, ours, low, high in (
+            ("ROC AUC", expected["expected_roc_auc"], figures["roc_auc_low"], figures["roc_auc_high"]),
+            (
+                "positive rate",
+                expected["expected_positive_rate"],
+                figures["positive_rate_snipw_low"],
+                figures["positive_rate_snipw_high"],
+            ),
+        )
+        if np.isfinite(low) and not low <= ours <= high
+    ]
     return {
+        **figures,
         "labelled": len(labelled),
         "label_coverage": len(labelled) / len(log) if len(log) else float("nan"),
         "positive_rate": positive_rate(y),
-        "roc_auc": roc_auc(y, p, weights.loc[labelled.index].to_numpy() if weighted else None),
-        "roc_auc_basis": "inverse-propensity weighted" if weighted else "unweighted",
-        "roc_auc_unweighted": roc_auc(y, p),
+        "roc_auc_basis": ESTIMATOR if propensity is not None else "unweighted: no propensities were logged",
+        "roc_auc_unweighted": roc_auc(y, labelled["probability"].to_numpy(dtype=float)),
         "explored_labelled": len(explored),
         "roc_auc_explored": roc_auc(explored["outcome"], explored["probability"]),
-        "calibration_error": expected_calibration_error(y, p, bins),
-        "calibration": calibration_table(y, p, bins).to_dict(orient="records"),
+        "calibration_error": figures["ece"],
+        "calibration": calibration_table(y, labelled["probability"], bins, weights=weights).to_dict(orient="records"),
+        **expected,
+        "expected_roc_auc_unworked": unworked["expected_roc_auc"],
+        "expected_positive_rate_unworked": unworked["expected_positive_rate"],
+        "estimates_disagree": ", ".join(disagree),
     }

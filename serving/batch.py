@@ -59,7 +59,8 @@ class Worklist:
         groups = pd.Series(days if self.per_day else np.zeros(len(probability)))
         parts = []
         for index in groups.groupby(groups, dropna=False, sort=True).indices.values():
-            plan = work_plan(probability[index], self.policy.capacity, self.policy.epsilon, rng, self.count)
+            policy = self.policy
+            plan = work_plan(probability[index], policy.capacity, policy.epsilon, rng, policy.exploration, self.count)
             plan.index = index
             worked = pd.Series(probability[index], index=index)[plan["worked"].to_numpy()]
             plan["queue"] = worked.rank(ascending=False, method="first").astype("Int64")

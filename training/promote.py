@@ -3,17 +3,25 @@
 The gate first refuses a challenger that clearly loses to a baseline of its own run (CatBoost defaults,
 HistGradientBoosting) on the same holdout records, the first challenger included: training stores each baseline's
 holdout probabilities beside the holdout, and a paired bootstrap tells a loss beyond the holdout's noise from one
-holdout's luck (a gap that is noise on a few hundred rows is a clear loss on tens of thousands). It then re-scores
-champion and challenger on the same records, the newer of their two holdouts, and promotes only when the challenger
-wins on the primary metric by the configured margin and is not worse calibrated (ECE) than the champion by more than
-the tolerance. Every decision is written as `gate.*` tags on the challenger version and appended to the model's
-history (see `training.history`) before the alias moves.
+holdout's luck. It then scores champion and challenger on the same evaluation records and promotes only when the
+lower end of the paired interval of the challenger's gain on the primary metric clears the margin and its
+calibration error (ECE) is within the tolerance of the champion's.
+
+The evaluation records are the logged decisions of the challenger's holdout span when a retrain attached them
+(`LOGGED_ARTIFACT`: every record scored there, its propensity and its outcome if it was worked), else the newer of
+the two training holdouts. On logged decisions every figure is an off-policy estimate (`core.offpolicy`): the
+records the champion chose to work cannot judge the champion. A span in which some records could never be worked
+(no exploration) cannot be judged, and a failing monitoring report on the current window blocks the promotion;
+`force` overrides that block and the decision records it. Every decision is written as `gate.*` tags on the
+challenger version and appended to the model's history (see `training.history`) before the alias moves.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -21,12 +29,21 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from scoreloop.core.metrics import binary_metric, evaluate, improvement, paired_gain_interval
+from scoreloop.core.metrics import binary_metric, improvement, paired_gain_interval
+from scoreloop.core.offpolicy import ESTIMATOR, Comparison, Logged, compare, point_figures
 from scoreloop.core.settings import GateSettings, Settings
-from scoreloop.core.tracking import CHALLENGER, CHAMPION, configure, load_version, one_line, version_by_alias
+from scoreloop.core.tracking import (
+    CHALLENGER,
+    CHAMPION,
+    configure,
+    latest_monitoring,
+    load_version,
+    one_line,
+    version_by_alias,
+)
 from scoreloop.training.history import PROMOTED, REFUSED, ROLLED_BACK, champion_line, read_history, record_decision
 from scoreloop.training.split import RANDOM_ORDER
-from scoreloop.training.tags import BASELINE_PROBA, HOLDOUT_ARTIFACT
+from scoreloop.training.tags import BASELINE_PROBA, HOLDOUT_ARTIFACT, LOGGED_ARTIFACT, PROPENSITY
 
 ROLLED_BACK_TAG = "scoreloop.rolled_back"
 
@@ -46,24 +63,38 @@ class GateDecision:
     margin: float | None = None
     ece_tolerance: float | None = None
     holdout: str | None = None
+    gain: float | None = None
+    gain_low: float | None = None
+    gain_high: float | None = None
+    value_challenger: float | None = None
+    value_champion: float | None = None
+    value_gain_low: float | None = None
+    value_gain_high: float | None = None
+    records: int | None = None
+    labelled: int | None = None
+    effective_size: float | None = None
+    support: float | None = None
+    estimator: str | None = None
+    monitoring: str | None = None
+    forced: bool | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def judge(
-    metric: str, challenger: dict[str, float], champion: dict[str, float], gate: GateSettings
-) -> tuple[bool, str]:
-    """Does the challenger win by `gate.margin` on `metric` and stay within `gate.ece_tolerance` of the champion's
-    ECE? Returns the verdict and a reason that carries every figure."""
-    gain = improvement(metric, challenger[metric], champion[metric])
-    ece_gap = challenger["ece"] - champion["ece"]
-    wins, calibrated = gain >= gate.margin, ece_gap <= gate.ece_tolerance
-    return wins and calibrated, (
-        f"{metric}: challenger {challenger[metric]:.4f} vs champion {champion[metric]:.4f}, improvement {gain:+.4f} "
-        f"{'meets' if wins else 'misses'} the margin {gate.margin:g}; "
-        f"ECE: challenger {challenger['ece']:.4f} vs champion {champion['ece']:.4f}, {ece_gap:+.4f} "
-        f"{'within' if calibrated else 'beyond'} the tolerance {gate.ece_tolerance:g}"
+def judge(comparison: Comparison, gate: GateSettings) -> tuple[bool, str]:
+    """Does the lower end of the challenger's gain interval clear `gate.margin`, with its ECE within
+    `gate.ece_tolerance` of the champion's, and do the estimates see every logged record? Returns the verdict and
+    a reason that carries every figure."""
+    low = comparison.gain[1]
+    ece_gap = comparison.new["ece"] - comparison.old["ece"]
+    wins, calibrated = low >= gate.margin, ece_gap <= gate.ece_tolerance
+    seen = not comparison.support < 1  # NaN: no propensities logged, nothing to check
+    return wins and calibrated and seen, (
+        f"{comparison.describe()}: the gain's lower end {low:+.4f} {'clears' if wins else 'misses'} the margin "
+        f"{gate.margin:g}; ECE {ece_gap:+.4f} {'within' if calibrated else 'beyond'} the tolerance "
+        f"{gate.ece_tolerance:g}"
+        + ("" if seen else "; cannot judge: " + "; ".join(comparison.notes) + " (explore: policy.epsilon > 0)")
     )
 
 
@@ -101,8 +132,10 @@ def baseline_predictions(holdout: pd.DataFrame) -> dict[str, np.ndarray]:
     }
 
 
-def promote(settings: Settings) -> GateDecision:
-    """Run the gate on the current challenger; move `champion` to it when it passes. Every decision is recorded."""
+def promote(settings: Settings, force: bool = False) -> GateDecision:
+    """Run the gate on the current challenger; move `champion` to it when it passes. Every decision is recorded.
+
+    `force` overrides a failing monitoring report (only that: the gate's figures still decide) and is recorded."""
     configure(settings)
     client, name, gate = MlflowClient(), settings.model_name, settings.gate
     now = datetime.now(UTC).isoformat()
@@ -125,68 +158,91 @@ def promote(settings: Settings) -> GateDecision:
         reason = f"version {new} was rolled back ({challenger.tags[ROLLED_BACK_TAG]}): train a new challenger"
         decision = GateDecision(False, reason, challenger_value=None, champion_value=None, **base)
         return _record(client, name, decision)
-    holdout_run, holdout = _newest_holdout(client, challenger, champion)
-    described = f"run {holdout_run} ({len(holdout)} rows)"
+    evaluation_run, frame, described = _evaluation(client, challenger, champion)
     try:
         model = load_version(name, new)
-        proba = model.predict_proba(holdout)
-        scores = _score(holdout[model.spec.target], proba, settings)
+        proba = model.predict_proba(frame)
     except Exception as exc:  # a version that cannot be loaded and scored must never become champion
         reason = f"version {new} cannot be loaded and scored ({one_line(exc)})"
         return _record(client, name, GateDecision(False, reason, challenger_value=None, champion_value=None, **base))
-    if holdout_run == challenger.run_id:
-        own, own_proba = holdout, proba
-    else:
-        own = _holdout(challenger.run_id)
+    logged = Logged.of(frame[model.spec.target], frame.get(PROPENSITY))
+    own, own_proba = (frame, proba) if evaluation_run == (challenger.run_id, HOLDOUT_ARTIFACT) else (None, None)
+    if own is None:
+        own = run_table(challenger.run_id, HOLDOUT_ARTIFACT)
         own_proba = model.predict_proba(own)
-    y_own = own[model.spec.target].to_numpy()
-    fair, versus = beats_baselines(gate.metric, y_own, own_proba, baseline_predictions(own), gate)
-    if not fair:
-        decision = GateDecision(
-            False,
-            f"refused: {versus}",
-            challenger_value=scores[gate.metric],
-            champion_value=None,
-            challenger_ece=scores["ece"],
-            holdout=described,
-            **base,
-        )
+    fair, versus = beats_baselines(
+        gate.metric, own[model.spec.target].to_numpy(), own_proba, baseline_predictions(own), gate
+    )
+    if not fair or old is None:
+        alone = point_figures(logged, proba, gate.metric, settings.policy.capacity)
+        figures = {"challenger_value": alone[gate.metric], "challenger_ece": alone["ece"], "estimator": ESTIMATOR}
+        reason = f"refused: {versus}" if not fair else "no champion yet"
+        decision = GateDecision(fair, reason, champion_value=None, holdout=described, **figures, **base)
         return _record(client, name, decision)
-    if old is None:
-        decision = GateDecision(
-            True,
-            "no champion yet",
-            challenger_value=scores[gate.metric],
-            champion_value=None,
-            challenger_ece=scores["ece"],
-            holdout=described,
-            **base,
-        )
-        return _record(client, name, decision)
-    champion_model = load_version(name, old)
-    champion_scores = _score(holdout[model.spec.target], champion_model.predict_proba(holdout), settings)
-    promoted, reason = judge(gate.metric, scores, champion_scores, gate)
+    champion_proba = load_version(name, old).predict_proba(frame)
+    comparison = compare(
+        logged, proba, champion_proba, gate.metric, settings.policy.capacity, level=gate.level, rounds=gate.rounds
+    )
+    promoted, reason = judge(comparison, gate)
+    promoted, reason, monitoring, forced = _monitoring_block(settings, promoted, reason, force)
     decision = GateDecision(
         promoted,
-        f"{reason} on the holdout of {described}",
-        challenger_value=scores[gate.metric],
-        champion_value=champion_scores[gate.metric],
-        challenger_ece=scores["ece"],
-        champion_ece=champion_scores["ece"],
+        f"{reason} on {described}",
+        challenger_value=comparison.new[gate.metric],
+        champion_value=comparison.old[gate.metric],
+        challenger_ece=comparison.new["ece"],
+        champion_ece=comparison.old["ece"],
         holdout=described,
+        gain=comparison.gain[0],
+        gain_low=comparison.gain[1],
+        gain_high=comparison.gain[2],
+        value_challenger=comparison.new["worklist_value"],
+        value_champion=comparison.old["worklist_value"],
+        value_gain_low=comparison.value_gain[1],
+        value_gain_high=comparison.value_gain[2],
+        records=comparison.records,
+        labelled=comparison.labelled,
+        effective_size=comparison.effective_size,
+        support=comparison.support,
+        estimator=comparison.estimator,
+        monitoring=monitoring,
+        forced=forced,
         **base,
     )
     return _record(client, name, decision)
 
 
-def _score(y: pd.Series, proba: np.ndarray, settings: Settings) -> dict[str, float]:
-    config = settings.train
-    return evaluate(y, proba, config.top_k, config.calibration_bins)
+def _monitoring_block(
+    settings: Settings, promoted: bool, reason: str, force: bool
+) -> tuple[bool, str, str | None, bool | None]:
+    """A promotion the figures allow is blocked while the newest monitoring report fails, unless forced."""
+    latest = latest_monitoring(settings)
+    if latest is None:
+        return promoted, reason, None, None
+    status, described = latest
+    if status != "fail" or not promoted:
+        return promoted, reason, described, None
+    if force:
+        return True, f"{reason}; forced past the failing {described}", described, True
+    return False, f"{reason}; blocked by the failing {described} (promote --force overrides)", described, None
 
 
-def _newest_holdout(
+def _evaluation(
     client: MlflowClient, challenger: ModelVersion, champion: ModelVersion | None
-) -> tuple[str, pd.DataFrame]:
+) -> tuple[tuple[str, str], pd.DataFrame, str]:
+    """The records both models are judged on: the logged decisions a retrain attached to the challenger's run, or
+    the newer training holdout. Returns (run, artifact), the frame and a description."""
+    if LOGGED_ARTIFACT in {a.path for a in client.list_artifacts(challenger.run_id, LOGGED_ARTIFACT.split("/")[0])}:
+        frame = run_table(challenger.run_id, LOGGED_ARTIFACT)
+        return (challenger.run_id, LOGGED_ARTIFACT), frame, (
+            f"the logged decisions of the challenger's holdout span (run {challenger.run_id}, {len(frame)} records)"
+        )
+    run_id = _newest_holdout(client, challenger, champion)
+    frame = run_table(run_id, HOLDOUT_ARTIFACT)
+    return (run_id, HOLDOUT_ARTIFACT), frame, f"the holdout of run {run_id} ({len(frame)} rows)"
+
+
+def _newest_holdout(client: MlflowClient, challenger: ModelVersion, champion: ModelVersion | None) -> str:
     """The holdout slice that ends latest of the two models' (the challenger's when they cannot be compared, e.g.
     without a time column)."""
     run_ids = [challenger.run_id] + ([champion.run_id] if champion else [])
@@ -197,12 +253,23 @@ def _newest_holdout(
             ends = {}
             break
         ends[run_id] = pd.Timestamp(params["window.holdout_end"])
-    chosen = max(run_ids, key=lambda run_id: ends[run_id]) if ends else challenger.run_id
-    return chosen, _holdout(chosen)
+    return max(run_ids, key=lambda run_id: ends[run_id]) if ends else challenger.run_id
 
 
-def _holdout(run_id: str) -> pd.DataFrame:
-    return pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=HOLDOUT_ARTIFACT))
+def run_table(run_id: str, path: str) -> pd.DataFrame:
+    """A Parquet artifact of a run (the holdout, the logged decisions) as a frame."""
+    return pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path))
+
+
+def attach_evaluation(run_id: str, logged: pd.DataFrame) -> None:
+    """Store the logged decisions the gate judges a retrained challenger on (`LOGGED_ARTIFACT`) in its run: every
+    record scored in its holdout span with its `PROPENSITY` and its outcome (NaN when it was not worked)."""
+    if PROPENSITY not in logged:
+        raise ValueError(f"logged decisions need a {PROPENSITY!r} column")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(LOGGED_ARTIFACT).name
+        logged.to_parquet(path, index=False)
+        MlflowClient().log_artifact(run_id, str(path), str(Path(LOGGED_ARTIFACT).parent))
 
 
 def _record(client: MlflowClient, name: str, decision: GateDecision) -> GateDecision:

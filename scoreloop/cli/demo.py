@@ -2,7 +2,8 @@
 
 Generates a messy, drifting CRM export, infers a spec, ingests, trains, promotes, compares the oldest and newest
 quarters for drift, batch-scores the newest quarter with the champion, and runs the feedback-loop simulation
-(exploit-only vs explore+IPW, where the true conversion probabilities are known); then says where everything is.
+(the default explore + off-policy-gate loop against exploit-only, never-retrain and an oracle, where the true
+conversion probabilities are known); then says where everything is, the simulation's verdict first.
 """
 
 from __future__ import annotations
@@ -75,16 +76,21 @@ def main(rows: int = 20_000, trials: int = 6) -> None:
     reference, current = split_quarters(ingested, "created_at", data)
     run("monitor", "--reference", str(reference), "--current", str(current), "--spec", str(spec))
     run("score", str(current), "-o", str(data / "scored-last-quarter.csv"))
-    run("simulate", "--cycles", "2", "--rows", "2000", "--ipw")
+    run("simulate", "--cycles", "3", "--rows", "3000", "--json", str(home / "simulation.json"))
     console.rule("done")
     console.print(
         f"finished in {time.monotonic() - began:.0f} s; everything is under {home}\n"
+        f"  feedback loop:    {_newest(settings.reports_dir, 'simulate')}  (the arms judged against the truth)\n"
         f"  runs and models:  mlflow ui --backend-store-uri {settings.tracking_uri_redacted}\n"
         f"  reports index:    {settings.reports_dir / 'index.html'}  (drift, monitoring, feedback loop)\n"
         f"  scored quarter:   {data / 'scored-last-quarter.csv'}\n"
         f"  quarantined rows: {data / 'leads.quarantine.csv'}\n"
         f"  serve champion:   .venv/bin/scoreloop serve --port 3000   (POST /score)"
     )
+
+
+def _newest(reports_dir: Path, kind: str) -> Path:
+    return sorted(reports_dir.glob(f"*-{kind}*"))[-1] / "summary.html"
 
 
 if __name__ == "__main__":

@@ -114,42 +114,70 @@ def feedback(ctx: typer.Context) -> None:
     show("feedback loop", {"report": summary["report"], **summary["figures"]})
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0-9', '3' or '0,2,5' -> seeds; anything else is a clear error."""
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
+    if match and int(match.group(1)) <= int(match.group(2)):
+        return tuple(range(int(match.group(1)), int(match.group(2)) + 1))
+    if re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", text):
+        return tuple(int(part) for part in text.split(","))
+    raise typer.BadParameter(f"{text!r} is not a seed list: use 0-9, 3 or 0,2,5")
+
+
 @app.command()
 def simulate(
     ctx: typer.Context,
-    cycles: Annotated[int, typer.Option(min=1, help="Months after the pilot month.")] = 4,
-    policy: Annotated[list[str] | None, typer.Option(help="exploit or explore (repeatable; default both).")] = None,
-    ipw: Annotated[bool, typer.Option("--ipw/--no-ipw", help="Retrain with inverse-propensity weights.")] = False,
-    rows: Annotated[int, typer.Option(min=200, help="Leads a month.")] = 2000,
-    seed: int = 0,
+    cycles: Annotated[int, typer.Option(min=1, help="Worked months after the pilot month.")] = 6,
+    seeds: Annotated[str, typer.Option(help="Seeds: 0-9, 3 or 0,2,5; one world and pilot each.")] = "0",
+    arm: Annotated[list[str] | None, typer.Option(help="explore, exploit, oracle, stale (repeatable).")] = None,
+    rows: Annotated[int, typer.Option(min=200, help="Records a month (synthetic world).")] = 3000,
     window: Annotated[int, typer.Option(min=1, help="Retraining window in months.")] = 2,
     epsilon: Annotated[float | None, typer.Option(min=0, max=1, help="Exploration share of the capacity.")] = None,
+    exploration: Annotated[str | None, typer.Option(help="uniform or proportional (below the top).")] = None,
     trials: Annotated[int, typer.Option(min=1)] = 1,
     monitor: Annotated[bool, typer.Option("--monitor/--no-monitor", help="A monitoring report every cycle.")] = True,
-    gate: Annotated[
-        bool, typer.Option("--gate/--no-gate", help="Deploy a retrain only when the gate passes (default: always).")
-    ] = False,
+    data: Annotated[Path | None, typer.Option(help="Replay this labelled table.")] = None,
+    spec: Annotated[Path | None, typer.Option(help="The spec of --data.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Every arm, seed and cycle as JSON.")] = None,
 ) -> None:
-    """Run the feedback loop on the synthetic world: score, work, observe, retrain, repeat, with drift on."""
-    from scoreloop.loop.simulate import POLICIES, SimulationConfig, policy_totals, run_simulation
+    """Run the feedback loop where the truth is known: every arm on every seed, each gate decision judged."""
+    import json
+
+    from scoreloop.core.spec import DatasetSpec
+    from scoreloop.loop.simulate import ARMS, SimulationConfig, arm_summary, gate_judgement, run_simulation
+    from scoreloop.training.train import load_rows
 
     settings = settings_of(ctx)
-    chosen = policy or list(POLICIES)
-    unknown = sorted(set(chosen) - set(POLICIES))
+    chosen = tuple(arm or ARMS)
+    unknown = sorted(set(chosen) - set(ARMS))
     if unknown:
-        raise fail(f"--policy {unknown} unknown; allowed: {list(POLICIES)}")
+        raise fail(f"--arm {unknown} unknown; allowed: {list(ARMS)}")
+    if (data is None) != (spec is None):
+        raise fail("--data and --spec go together: the spec says which column is the label and which the time")
+    if exploration not in (None, "uniform", "proportional"):
+        raise fail(f"--exploration {exploration!r} unknown; allowed: ['uniform', 'proportional']")
     settings.train.trials = trials
     if epsilon is not None:
         settings.policy.epsilon = epsilon
-    config = SimulationConfig(cycles=cycles, rows=rows, seed=seed, window=window, monitor=monitor, gate=gate)
-    results, report = run_simulation(settings, [(p, ipw) for p in chosen], config)
+    if exploration is not None:
+        settings.policy.exploration = exploration
+    replay = None
+    if data is not None and spec is not None:
+        loaded = DatasetSpec.load(spec)
+        replay = (load_rows(data, loaded)[0], loaded)
+    config = SimulationConfig(cycles=cycles, rows=rows, seeds=parse_seeds(seeds), window=window, monitor=monitor,
+                              arms=chosen)  # fmt: skip
+    records, report = run_simulation(settings, config, replay)
+    if json_out is not None:
+        fields = ("arm", "seed", "cycle", "true_auc_champion", "true_auc_challenger", "promoted", "conversions",
+                  "gate_estimate", "gate_low", "gate_high")  # fmt: skip
+        rows_out = [{k: r.to_dict()[k] for k in fields} | r.to_dict() for r in records]  # named fields first
+        json_out.write_text(json.dumps(rows_out, indent=1, default=float))
     table = Table(title=f"simulation (report: {report})", title_justify="left")
-    columns = ("policy", "cycle", "model_version", "worked", "explored", "conversions", "true_auc", "retrain")
-    for column in columns:
+    summary = arm_summary(records)
+    for column in ("arm", *summary.columns):
         table.add_column(column)
-    for r in results:
-        values = r.to_dict()
-        table.add_row(*(f"{values[c]:.4f}" if isinstance(values[c], float) else str(values[c]) for c in columns))
+    for name, row in summary.iterrows():
+        table.add_row(name, *(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
     console.print(table)
-    totals = policy_totals(results)
-    show("per policy", {p: {k: round(float(v), 4) for k, v in row.items()} for p, row in totals.iterrows()})
+    show("gate decisions against the truth", gate_judgement(records))

@@ -54,13 +54,19 @@ def _resume_logging(settings: Settings) -> None:
 
 
 @app.command()
-def promote(ctx: typer.Context) -> None:
-    """Move `champion` to the challenger if it wins by the gate's margin and is not worse calibrated."""
+def promote(
+    ctx: typer.Context,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote past a failing monitoring report (recorded).")
+    ] = False,
+) -> None:
+    """Move `champion` to the challenger when the lower end of its gain interval clears the gate's margin and it is
+    not worse calibrated; a failing monitoring report blocks it unless --force. A promotion writes release notes."""
     from scoreloop.loop.release_notes import write_release_notes
     from scoreloop.training.promote import promote as run_gate
 
     settings = settings_of(ctx)
-    decision = run_gate(settings)
+    decision = run_gate(settings, force=force)
     show("promoted" if decision.promoted else "not promoted", decision.to_dict())
     if notes := write_release_notes(settings, decision):
         console.print(f"release notes: {notes}")

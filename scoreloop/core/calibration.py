@@ -9,7 +9,11 @@ observed rates, while the product tells a sales team "probability 0.31". Two met
 - `isotonic`: a non-decreasing step function (scikit-learn's IsotonicRegression, stored as its thresholds and
   interpolated); more flexible, needs more rows, and it is not affine, so reasons are rescaled per record.
 - `identity`: nothing fitted (models trained before calibration existed, or too few rows to fit).
-Ranks never change except where isotonic ties records, so AUC moves only by those ties.
+Ranks never change except where isotonic ties records, so AUC moves only by those ties. A Platt slope is never
+below `MIN_SLOPE`: a small validation slice on which the model happens to rank backwards would otherwise fit a
+negative slope and serve the ranking upside down (a simulated retrain on 57 validation rows did: slope -0.05,
+population AUC 0.23). There the slope is held at the floor and only the intercept is fitted, which keeps the
+ranking and says, by probabilities close to the base rate, that the model is unsure.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 EPS = 1e-6  # probabilities are clipped to [EPS, 1 - EPS] before taking log-odds
+MIN_SLOPE = 0.05  # the flattest Platt slope: calibration may shrink the ranking's confidence, never reverse it
 Method = Literal["platt", "isotonic", "identity"]
 
 
@@ -64,9 +69,10 @@ def fit_calibration(
         from sklearn.linear_model import LogisticRegression
 
         fitted = LogisticRegression(C=1e6, max_iter=1000).fit(logit(raw)[:, None], y_true, sample_weight=weights)
-        return Calibration(
-            method="platt", slope=float(fitted.coef_[0, 0]), intercept=float(fitted.intercept_[0]), rows=len(y_true)
-        )
+        slope, intercept = float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
+        if slope < MIN_SLOPE:
+            slope, intercept = MIN_SLOPE, _intercept(y_true, MIN_SLOPE * logit(raw), weights)
+        return Calibration(method="platt", slope=slope, intercept=intercept, rows=len(y_true))
     from sklearn.isotonic import IsotonicRegression
 
     fitted = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(raw, y_true, sample_weight=weights)
@@ -76,3 +82,13 @@ def fit_calibration(
         values=fitted.y_thresholds_.tolist(),
         rows=len(y_true),
     )
+
+
+def _intercept(y_true: np.ndarray, log_odds: np.ndarray, weights: np.ndarray | None) -> float:
+    """The intercept whose calibrated probabilities average to the observed rate (the logistic likelihood's
+    optimum when the slope is fixed)."""
+    from scipy.optimize import brentq
+
+    w = np.ones(len(y_true)) if weights is None else np.asarray(weights, dtype=float)
+    observed = np.average(y_true, weights=w)
+    return float(brentq(lambda b: np.average(sigmoid(log_odds + b), weights=w) - observed, -50, 50))

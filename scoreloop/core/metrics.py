@@ -7,12 +7,12 @@ probabilities keep their input order (a stable sort), so every figure is determi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score
 
 Binning = Literal["equal-count", "equal-width"]
 
@@ -66,34 +66,38 @@ def positive_rate(y: np.ndarray) -> float:
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """ROC AUC, optionally weighted (e.g. by inverse propensity); NaN when only one class is present."""
-    y = np.asarray(y)
+    """ROC AUC, optionally weighted (e.g. by inverse propensity: each pair counts w_i * w_j); NaN when only one class
+    is present. Ties count half."""
+    y = np.asarray(y, dtype=float)
     if len(np.unique(y)) < 2:
         return float("nan")
-    if weights is not None:
-        return float(roc_auc_score(y, score, sample_weight=weights))
-    positive = y == 1  # unweighted: the Mann-Whitney statistic, ties at half (the bootstrap calls this often)
-    ranks = rankdata(score)
-    pairs = positive.sum() * (~positive).sum()
-    return float((ranks[positive].sum() - positive.sum() * (positive.sum() + 1) / 2) / pairs)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    return _pair_auc(np.asarray(score, dtype=float), w * y, w * (1 - y))
 
 
 def expected_auc(score: np.ndarray, p_true: np.ndarray) -> float:
     """The ROC AUC `score` gets in expectation when each outcome is a Bernoulli draw of its true probability.
 
     Sum over ordered pairs (i positive, j negative) of p_i (1 - p_j) [score_i > score_j] (ties count half), over
-    the expected number of such pairs; a noise-free population AUC for a world whose true probabilities are known.
-    O(n log n): within a group of tied scores, pairs are counted as ties.
+    the expected number of such pairs; a noise-free population AUC for a world whose true probabilities are known
+    (and, given calibrated probabilities as `p_true`, the AUC a model expects of itself: see `core.offpolicy`).
     """
-    score, p = np.asarray(score, dtype=float), np.asarray(p_true, dtype=float)
+    p = np.asarray(p_true, dtype=float)
+    return _pair_auc(np.asarray(score, dtype=float), p, 1 - p, within=p * (1 - p))
+
+
+def _pair_auc(score: np.ndarray, pos: np.ndarray, neg: np.ndarray, within: np.ndarray | None = None) -> float:
+    """Share of (positive, negative) pair weight ranked right: each record carries `pos` weight as a positive and
+    `neg` as a negative; `within` is the weight of a record paired with itself, never a real pair. O(n log n):
+    records with tied scores are grouped and their pairs count half."""
     order = np.argsort(score, kind="stable")
-    score, p = score[order], p[order]
+    score, pos, neg = score[order], pos[order], neg[order]
     _, start = np.unique(score, return_index=True)
-    pos, neg = np.add.reduceat(p, start), np.add.reduceat(1 - p, start)
-    neg_below = np.concatenate(([0.0], np.cumsum(neg)[:-1]))
-    within = np.add.reduceat(p * (1 - p), start)  # a record is never paired with itself
-    wins = np.sum(pos * neg_below) + 0.5 * np.sum(pos * neg - within)
-    pairs = p.sum() * (1 - p).sum() - np.sum(p * (1 - p))
+    pos_g, neg_g = np.add.reduceat(pos, start), np.add.reduceat(neg, start)
+    neg_below = np.concatenate(([0.0], np.cumsum(neg_g)[:-1]))
+    self_pairs = 0.0 if within is None else float(np.sum(within))
+    wins = np.sum(pos_g * neg_below) + 0.5 * (np.sum(pos_g * neg_g) - self_pairs)
+    pairs = pos.sum() * neg.sum() - self_pairs
     return float(wins / pairs) if pairs > 0 else float("nan")
 
 
@@ -155,19 +159,33 @@ def binary_metrics(y: np.ndarray, probability: np.ndarray) -> dict[str, float]:
     return {metric: binary_metric(metric, y, probability) for metric in BINARY_METRICS}
 
 
-def binary_metric(metric: str, y: np.ndarray, probability: np.ndarray) -> float:
-    """One of `BINARY_METRICS` by name, computed alone (the paired bootstrap calls it hundreds of times)."""
+def binary_metric(metric: str, y: np.ndarray, probability: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """One of `BINARY_METRICS` by name, computed alone (a bootstrap calls it hundreds of times), optionally weighted
+    (inverse propensities: see `core.offpolicy`)."""
     y = np.asarray(y, dtype=float)
     probability = np.clip(np.asarray(probability, dtype=float), 1e-7, 1 - 1e-7)
     if metric == "roc_auc":
-        return roc_auc(y, probability)
+        return roc_auc(y, probability, weights)
     if metric == "pr_auc":
-        return float(average_precision_score(y, probability)) if len(np.unique(y)) == 2 else float("nan")
+        two = len(np.unique(y)) == 2
+        return float(average_precision_score(y, probability, sample_weight=weights)) if two else float("nan")
     if metric == "log_loss":
-        return float(-np.mean(y * np.log(probability) + (1 - y) * np.log(1 - probability)))
+        return float(np.average(-(y * np.log(probability) + (1 - y) * np.log(1 - probability)), weights=weights))
     if metric == "brier":
-        return float(np.mean((probability - y) ** 2))
+        return float(np.average((probability - y) ** 2, weights=weights))
     raise ValueError(f"unknown metric {metric!r}; expected one of {list(BINARY_METRICS)}")
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float], n: int, level: float = 0.90, rounds: int = 300, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile interval of `statistic(rows)` over `rounds` resamples of `n` records with replacement (rows are
+    the resampled positions, so one draw can feed several paired figures)."""
+    rng = np.random.default_rng(seed)
+    values = [statistic(rng.integers(0, n, n)) for _ in range(rounds)]
+    tail = (1 - level) / 2
+    low, high = np.nanquantile(values, [tail, 1 - tail]) if np.isfinite(values).any() else (np.nan, np.nan)
+    return float(low), float(high)
 
 
 def paired_gain_interval(
@@ -176,16 +194,11 @@ def paired_gain_interval(
     """Bootstrap interval of `improvement(metric, new, old)` on the same records: each round resamples the rows once
     and scores both sets of predictions on them, so the noise both share cancels (a paired comparison)."""
     y, new, old = np.asarray(y), np.asarray(new, dtype=float), np.asarray(old, dtype=float)
-    rng = np.random.default_rng(seed)
-    gains = []
-    for _ in range(rounds):
-        rows = rng.integers(0, len(y), len(y))
-        gains.append(
-            improvement(metric, binary_metric(metric, y[rows], new[rows]), binary_metric(metric, y[rows], old[rows]))
-        )
-    tail = (1 - level) / 2
-    low, high = np.nanquantile(gains, [tail, 1 - tail])
-    return float(low), float(high)
+
+    def gain(rows: np.ndarray) -> float:
+        return improvement(metric, binary_metric(metric, y[rows], new[rows]), binary_metric(metric, y[rows], old[rows]))
+
+    return bootstrap_interval(gain, len(y), level, rounds, seed)
 
 
 def _ranked(y: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

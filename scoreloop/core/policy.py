@@ -1,13 +1,18 @@
 """The work policy: which scored leads sales works, with the probability that each one is worked.
 
 Only worked leads get outcomes, so every retrain learns from records the previous model chose. The policy works
-the top of the batch by probability and spends an `epsilon` share of its capacity on leads drawn uniformly from
-the rest (exploration). Every lead's propensity (its probability of being worked) is known exactly, so
-retraining and monitoring can reweight labelled records by 1/propensity and estimate what holds for the whole
-population rather than only for what the model picked. Pure functions: serving and simulation share them.
+the top of the batch by probability and spends an `epsilon` share of its capacity on leads drawn from the rest
+(exploration): `uniform` draws that many without replacement, each with the same chance; `proportional` gives each
+lead below the top a chance that grows with its probability (independent draws whose chances sum to the same
+budget), so exploring costs fewer conversions and looks hardest near the cut-off. Every lead's propensity (its
+probability of being worked) is known exactly, so retraining and monitoring can reweight labelled records by
+1/propensity and estimate what holds for the whole population rather than only for what the model picked. Pure
+functions: serving and simulation share them.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -31,26 +36,63 @@ def work_counts(batch: int, capacity: float, epsilon: float, count: int | None =
     return worked - explored, explored
 
 
+Exploration = Literal["uniform", "proportional"]
+
+
 def work_plan(
-    probability: np.ndarray, capacity: float, epsilon: float, rng: np.random.Generator, count: int | None = None
+    probability: np.ndarray,
+    capacity: float,
+    epsilon: float,
+    rng: np.random.Generator,
+    exploration: Exploration = "uniform",
+    count: int | None = None,
 ) -> pd.DataFrame:
     """Decide which leads are worked: `propensity`, `worked` and `policy` (the arm: exploit/explore/skip) per lead;
     `count`, when given, is the number of leads worked instead of the `capacity` share.
 
-    The top leads by probability (ties broken by position) are worked for sure; `explored` leads are drawn without
-    replacement from the rest, so each of those has propensity `explored / len(rest)`. Rows follow the input order.
+    The top leads by probability (ties broken by position) are worked for sure. Below them, `uniform` draws
+    `explored` leads without replacement (each has propensity `explored / len(rest)`); `proportional` works each
+    lead independently with propensity proportional to its probability (capped at 1), the propensities summing to
+    `explored`. Rows follow the input order.
     """
     probability = np.asarray(probability, dtype=float)
     top, explored = work_counts(len(probability), capacity, epsilon, count)
     order = np.argsort(-probability, kind="stable")
     rest = order[top:]
-    drawn = rng.choice(rest, size=explored, replace=False) if explored else np.empty(0, dtype=int)
+    chance = np.zeros(len(rest))
+    if explored and exploration == "uniform":
+        chance[:] = explored / len(rest)
+        drawn = rng.choice(rest, size=explored, replace=False)
+    elif explored and exploration == "proportional":
+        chance = proportional_chances(probability[rest], explored)
+        drawn = rest[rng.random(len(rest)) < chance]
+    elif explored:
+        raise ValueError(f"exploration must be 'uniform' or 'proportional', got {exploration!r}")
+    else:
+        drawn = np.empty(0, dtype=int)
     arm = np.full(len(probability), SKIP, dtype=object)
     arm[order[:top]] = EXPLOIT
     arm[drawn] = EXPLORE
-    propensity = np.full(len(probability), explored / len(rest) if len(rest) else 0.0)
+    propensity = np.empty(len(probability))
+    propensity[rest] = chance
     propensity[order[:top]] = 1.0
     return pd.DataFrame({"propensity": propensity, "worked": arm != SKIP, "policy": arm})
+
+
+def proportional_chances(probability: np.ndarray, budget: float) -> np.ndarray:
+    """Chances proportional to `probability` (a floor of a tenth of the mean keeps every lead reachable), capped
+    at 1, summing to `budget`: the capped leads are taken out and the rest rescaled until nothing exceeds 1."""
+    weight = np.asarray(probability, dtype=float)
+    weight = weight + 0.1 * weight.mean() + 1e-12
+    chance = np.zeros(len(weight))
+    free = np.ones(len(weight), dtype=bool)
+    while True:
+        left = budget - (~free).sum()
+        chance[free] = weight[free] * left / weight[free].sum()
+        over = free & (chance >= 1)
+        if not over.any():
+            return chance
+        chance[over], free[over] = 1.0, False
 
 
 def ipw_weights(propensity: pd.Series, clip: float) -> pd.Series:

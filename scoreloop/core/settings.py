@@ -109,13 +109,18 @@ class TrainSettings(BaseModel):
 
 
 class GateSettings(BaseModel):
-    """The promotion gate: the challenger must beat the champion's primary `metric` by at least `margin` (0: a tie
-    promotes; negative tolerates a small loss), its calibration error (ECE) may exceed the champion's by at most
-    `ece_tolerance`, and it may lose to no baseline of its own run (CatBoost defaults, HistGradientBoosting) on the
-    same holdout by more than `baseline_tolerance` beyond the holdout's noise (`baseline_level`)."""
+    """The promotion gate: the lower end of the paired `level` interval of the challenger's gain over the champion on
+    the primary `metric` must reach `margin` (0: a clear win; negative tolerates a small loss), its calibration
+    error (ECE) may exceed the champion's by at most `ece_tolerance`, and it may lose to no baseline of its own run
+    (CatBoost defaults, HistGradientBoosting) on the same holdout by more than `baseline_tolerance` beyond the
+    holdout's noise (`baseline_level`). On logged decisions every figure is an off-policy estimate."""
 
     metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
     margin: float = 0.0
+    level: float = Field(
+        0.90, gt=0, lt=1, description="Two-sided level of the paired bootstrap interval of the challenger's gain."
+    )
+    rounds: int = Field(300, ge=50, description="Bootstrap rounds of the gate's intervals.")
     ece_tolerance: float = Field(0.01, ge=0)
     baseline_tolerance: float = Field(
         0.002, ge=0, description="How much worse than a baseline on the gate's metric a challenger may clearly be."
@@ -156,6 +161,10 @@ class PolicySettings(BaseModel):
 
     capacity: float = Field(0.2, gt=0, le=1, description="Share of each scored batch sales can work.")
     epsilon: float = Field(0.1, ge=0, le=1, description="Share of the capacity drawn at random below the top.")
+    exploration: Literal["uniform", "proportional"] = Field(
+        "uniform", description="How explored leads are drawn below the top: uniformly, or with a chance that grows "
+        "with their probability (see core.policy)."
+    )
     ipw_clip: float = Field(20.0, ge=1, description="Largest inverse-propensity weight a labelled record gets.")
     seed: int = 0
 

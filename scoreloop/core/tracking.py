@@ -138,3 +138,25 @@ def load_registered(settings: Settings, alias: str = CHAMPION) -> ScoringModel:
             "train and promote first (scoreloop train, scoreloop promote)"
         )
     return load_version(settings.model_name, version.version)
+
+
+def monitoring_experiment(settings: Settings) -> str:
+    """The experiment where monitoring reports of the settings' model are logged."""
+    return f"{settings.experiment}-monitoring"
+
+
+def latest_monitoring(settings: Settings) -> tuple[str, str] | None:
+    """(status, description) of the newest monitoring report of the settings' model: its run name and failed
+    checks; None when nothing was monitored yet."""
+    experiment = mlflow.get_experiment_by_name(monitoring_experiment(settings))
+    if experiment is None:
+        return None
+    runs = MlflowClient().search_runs(
+        [experiment.experiment_id], "tags.`scoreloop.role` = 'monitoring'", order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    status, failed = run.data.tags.get("scoreloop.status", "unknown"), run.data.tags.get("scoreloop.failed", "")
+    return status, f"monitoring report {run.info.run_name} ({status}{': ' + failed if failed else ''})"

@@ -30,7 +30,8 @@ from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import RecordStore
 from scoreloop.core.tracking import configure, load_registered
 from scoreloop.monitoring.drift import DriftSummary, build_drift_report
-from scoreloop.training.promote import GateDecision, promote
+from scoreloop.training.promote import GateDecision, attach_evaluation, promote, run_table
+from scoreloop.training.tags import HOLDOUT_ARTIFACT, PROPENSITY
 from scoreloop.training.train import TooLittleData, TrainResult, train_rows
 
 TimeBasis = Literal["scored_at", "record"]
@@ -87,30 +88,36 @@ class RetrainResult:
         }
 
 
-def training_rows(log: pd.DataFrame, spec: DatasetSpec, basis: TimeBasis = "scored_at") -> pd.DataFrame:
-    """Labelled records of a scoring-log extract as training rows: the spec's columns, the outcome as the target.
+def logged_rows(log: pd.DataFrame, spec: DatasetSpec, basis: TimeBasis = "scored_at") -> pd.DataFrame:
+    """A scoring-log extract as the spec's rows, worked or not: the outcome as the target (NaN when none arrived).
 
     `log` is `RecordStore.labelled` output (stored features expanded). A record scored more than once keeps its
     last scoring. The spec's time column (which orders the out-of-time split) is `scored_at`, or with
     `basis="record"` the record's own time column as stored in the log. `propensity` and `policy` are kept for
-    weighting and reporting.
+    weighting, off-policy evaluation and reporting.
     """
-    labelled = log[log["outcome"].notna()].drop_duplicates("record_id", keep="last")
-    rows = pd.DataFrame(index=labelled.index)
+    logged = log.drop_duplicates("record_id", keep="last")
+    rows = pd.DataFrame(index=logged.index)
     if spec.id_column:
-        rows[spec.id_column] = labelled["record_id"]
+        rows[spec.id_column] = logged["record_id"]
     if spec.time_column:
-        rows[spec.time_column] = _times(labelled, spec, basis)
+        rows[spec.time_column] = _times(logged, spec, basis)
     for name in spec.numeric:
-        rows[name] = pd.to_numeric(labelled.get(name), errors="coerce").astype(float)
+        rows[name] = pd.to_numeric(logged.get(name), errors="coerce").astype(float)
     for name in [*spec.categorical, *spec.text]:
-        values = labelled[name] if name in labelled else pd.Series(None, index=labelled.index, dtype=object)
+        values = logged[name] if name in logged else pd.Series(None, index=logged.index, dtype=object)
         rows[name] = values.astype(object).where(values.notna(), None)
-    rows[spec.target] = labelled["outcome"].astype("int8")
-    rows["propensity"] = labelled["propensity"].astype(float)
-    rows["policy"] = labelled["policy"]
-    order = rows[spec.time_column] if spec.time_column else labelled["scored_at"]
+    rows[spec.target] = logged["outcome"].astype(float)
+    rows[PROPENSITY] = logged["propensity"].astype(float)
+    rows["policy"] = logged["policy"]
+    order = rows[spec.time_column] if spec.time_column else logged["scored_at"]
     return rows.loc[order.sort_values(kind="stable").index]
+
+
+def training_rows(logged: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """The labelled records of `logged_rows` output, the target as 0/1."""
+    labelled = logged[logged[spec.target].notna()]
+    return labelled.assign(**{spec.target: labelled[spec.target].astype("int8")})
 
 
 def _times(labelled: pd.DataFrame, spec: DatasetSpec, basis: TimeBasis) -> pd.Series:
@@ -157,12 +164,13 @@ def retrain(
     end = end or _after_last(store)
     window = pd.Timedelta(window).to_pytimedelta()  # datetime - pandas.Timedelta silently subtracts nothing
     start, previous_start = end - window, end - 2 * window
-    current, previous, scored = _window_rows(store, spec, basis, (previous_start, start, end))
+    logged, logged_before, scored = _window_rows(store, spec, basis, (previous_start, start, end))
+    current, previous = training_rows(logged, spec), training_rows(logged_before, spec)
     out_dir = new_report_dir(settings.reports_dir, "retrain")
     drift = build_drift_report(previous, current, spec, out_dir) if len(current) and len(previous) else None
     bounds = {"start": start.isoformat(), "end": end.isoformat(), "previous_start": previous_start.isoformat()}
     source = f"scoring log {start:%Y%m%dT%H%M%S} to {end:%Y%m%dT%H%M%S}"
-    trained, decision, failure, refused = _train_and_gate(settings, spec, current, ipw, source, study_name)
+    trained, decision, failure, refused = _train_and_gate(settings, spec, logged, ipw, source, study_name)
     params = {"window": str(window), "basis": basis, "ipw": ipw, "ipw_clip": settings.policy.ipw_clip, **bounds}
     findings = retrain_findings(
         current,
@@ -182,19 +190,38 @@ def retrain(
 
 
 def _train_and_gate(
-    settings: Settings, spec: DatasetSpec, current: pd.DataFrame, ipw: bool, source: str, study_name: str | None
+    settings: Settings, spec: DatasetSpec, logged: pd.DataFrame, ipw: bool, source: str, study_name: str | None
 ) -> tuple[TrainResult | None, GateDecision | None, str, bool]:
-    """Train a challenger on the window's rows and run the gate; or say why nothing could be trained (and whether
-    it was the data floor that refused)."""
-    weights = ipw_weights(current["propensity"], settings.policy.ipw_clip) if ipw else None
-    rows = current.drop(columns=["propensity", "policy"])
+    """Train a challenger on the window's labelled rows, attach the logged decisions of its holdout span (every
+    record scored there, worked or not) for the gate's off-policy figures, and run the gate; or say why nothing
+    could be trained (and whether it was the data floor that refused)."""
+    current = training_rows(logged, spec)
+    weights = ipw_weights(current[PROPENSITY], settings.policy.ipw_clip) if ipw else None
+    rows = current.drop(columns=[PROPENSITY, "policy"])
     try:
         trained = train_rows(settings, spec, rows, source=source, weights=weights, study_name=study_name)
     except TooLittleData as exc:
         return None, None, str(exc), True
     except ValueError as exc:
         return None, None, f"not trained: {exc}", False
+    evaluation = holdout_span(logged, spec, trained.run_id)
+    if evaluation is not None:
+        attach_evaluation(trained.run_id, evaluation)
     return trained, promote(settings), "", False
+
+
+def holdout_span(logged: pd.DataFrame, spec: DatasetSpec, run_id: str) -> pd.DataFrame | None:
+    """The logged rows of the run's holdout span: its labelled holdout rows and every unworked record scored from
+    the holdout's start on (labelled rows the run trained on are left out, by id). None without a time column:
+    the holdout is then a random sample, judged as it is."""
+    if not spec.time_column:
+        return None
+    start = pd.Timestamp(mlflow.MlflowClient().get_run(run_id).data.params["window.holdout_start"])
+    span = logged[logged[spec.time_column] >= start]
+    if spec.id_column:
+        held = set(run_table(run_id, HOLDOUT_ARTIFACT)[spec.id_column].astype(str))
+        span = span[span[spec.target].isna() | span[spec.id_column].astype(str).isin(held)]
+    return span.drop(columns="policy")
 
 
 def retrain_findings(
@@ -237,16 +264,16 @@ def _after_last(store: RecordStore) -> datetime:
 def _window_rows(
     store: RecordStore, spec: DatasetSpec, basis: TimeBasis, bounds: tuple[datetime, datetime, datetime]
 ) -> tuple[pd.DataFrame, pd.DataFrame, tuple[int, int]]:
-    """Training rows of the current and the previous window, and how many records each window scored."""
+    """Logged rows (worked or not) of the current and the previous window, and how many records each scored."""
     previous_start, start, end = bounds
     if basis == "scored_at":
-        current = training_rows(store.labelled(start, end), spec, basis)
-        previous = training_rows(store.labelled(previous_start, start), spec, basis)
+        current = logged_rows(store.labelled(start, end), spec, basis)
+        previous = logged_rows(store.labelled(previous_start, start), spec, basis)
         return current, previous, (store.count(start, end), store.count(previous_start, start))
     log = store.labelled()  # the record's own time is only in the stored features: read the whole log
     times = _times(log, spec, basis)
     parts = [log[(times >= a) & (times < b)] for a, b in ((start, end), (previous_start, start))]
-    current, previous = (training_rows(part, spec, basis) for part in parts)
+    current, previous = (logged_rows(part, spec, basis) for part in parts)
     return current, previous, (len(parts[0]), len(parts[1]))
 
 

@@ -88,7 +88,7 @@ def test_training_and_monitoring_report_the_same_ece_for_the_same_predictions() 
     y = (RNG.random(3000) < np.clip(p * 1.3, 0, 1)).astype(int)  # under-predicted: a visible calibration error
     training = holdout_figures(y, p, y, {}, TrainSettings()).metrics["ece"]
     log = pd.DataFrame({"probability": p, "outcome": y.astype(float), "propensity": np.nan})
-    monitoring = labelled_quality(log, None, MonitorSettings().bins)["calibration_error"]
+    monitoring = labelled_quality(log, 0.2, MonitorSettings().bins)["calibration_error"]
     assert training == monitoring == expected_calibration_error(y, p)
     assert training > 0.01
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from scoreloop.core.metrics import expected_calibration_error, psi
+from scoreloop.core.offpolicy import ESTIMATOR
 from scoreloop.core.settings import Settings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.monitoring.checks import Check
@@ -74,8 +75,15 @@ def test_period_figures_come_from_every_row_and_the_checks_judge_them() -> None:
     assert figures["psi_evidently"] == 0.02 and figures["rows_current"] == figures["rows_reference"] == 300
     labelled = data.log.iloc[:250]
     assert figures["labelled"] == 250 and figures["label_coverage"] == pytest.approx(250 / 300)
-    assert figures["calibration_error"] == expected_calibration_error(labelled["outcome"], labelled["probability"])
-    assert figures["roc_auc_basis"] == "inverse-propensity weighted"
+    weights = 1 / labelled["propensity"]  # off-policy: the explored records stand for the unworked ones
+    assert figures["calibration_error"] == pytest.approx(
+        expected_calibration_error(labelled["outcome"], labelled["probability"], weights=weights)
+    )
+    assert (
+        figures["roc_auc_basis"] == ESTIMATOR
+        and figures["roc_auc_low"] <= figures["roc_auc"] <= figures["roc_auc_high"]
+    )
+    assert "expected_roc_auc" in figures and "estimates_disagree" in figures
     assert figures["missing_increase"] == {"employees": 0.1, "industry": 0.0}
     assert figures["new_category_share"] == {"industry": 0.5}
     assert [t["tier"] for t in figures["tiers"]] == ["D", "A"]  # the lowest tier first without a card
@@ -123,7 +131,21 @@ def hand_built(scores: bool) -> Findings:
         "labelled": 250,
         "label_coverage": 0.8333,
         "roc_auc": 0.7777,
-        "roc_auc_basis": "inverse-propensity weighted",
+        "roc_auc_basis": ESTIMATOR,
+        "roc_auc_low": 0.70,
+        "roc_auc_high": 0.85,
+        "positive_rate_snipw": 0.21,
+        "positive_rate_snipw_low": 0.18,
+        "positive_rate_snipw_high": 0.24,
+        "worklist_value": 41.0,
+        "worklist_value_low": 35.0,
+        "worklist_value_high": 47.0,
+        "effective_size": 180.0,
+        "expected_roc_auc": 0.92,
+        "expected_roc_auc_unworked": 0.88,
+        "expected_positive_rate": 0.22,
+        "expected_positive_rate_unworked": 0.12,
+        "estimates_disagree": "ROC AUC",
         "roc_auc_unweighted": 0.7,
         "roc_auc_explored": 0.66,
         "explored_labelled": 50,
@@ -146,7 +168,9 @@ def test_the_summary_page_shows_every_check_feature_and_figure() -> None:
     assert body.count('<span class="fail">fail</span>') == 1 and body.count('<span class="pass">pass</span>') == 1
     assert "<td>industry</td><td>Jensen-Shannon distance</td><td>0.31</td><td>0.1</td><td>yes</td>" in body
     assert "<b>0.0123</b> over every row" in body and "300 current, 280 reference" in body
-    assert "ROC AUC 0.7777 (inverse-propensity weighted)" in body and "calibration error 0.0456" in body
+    assert f"ROC AUC 0.7777 ({ESTIMATOR})" in body and "calibration error 0.0456" in body
+    assert "0.7777 (0.7000 to 0.8500)" in body and "0.9200 / 0.8800" in body  # outcomes beside expectations
+    assert "The estimates disagree on ROC AUC" in body
     assert "<h3>By tier</h3>" in body and "<h3>Calibration (labelled records)</h3>" in body
     assert body.count("data:image/png;base64,") == 1  # distributions and reliability curve
     assert "data:image/png" not in page_body(hand_built(scores=False), drift)

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from scoreloop.core.metrics import roc_auc
-from scoreloop.core.policy import ipw_weights, work_plan
+from scoreloop.core.offpolicy import ESTIMATOR
+from scoreloop.core.policy import work_plan
 from scoreloop.monitoring.quality import band_coverage, feature_quality, labelled_quality, tier_quality
 
 
@@ -27,10 +28,12 @@ def test_ipw_auc_on_late_labels_estimates_the_population_auc() -> None:
     """Labels exist for the top and a random slice only: plain AUC on them is biased, IPW AUC is not."""
     log = policy_log()
     population = roc_auc(log["y"], log["probability"])
-    quality = labelled_quality(log, ipw_weights(log["propensity"], clip=50), bins=10)
+    quality = labelled_quality(log, 0.2, bins=10)
     assert quality["labelled"] == log["worked"].sum() and quality["label_coverage"] == pytest.approx(0.2)
-    assert quality["roc_auc_basis"] == "inverse-propensity weighted"
+    assert quality["roc_auc_basis"] == ESTIMATOR
     assert abs(quality["roc_auc"] - population) < 0.02
+    assert quality["roc_auc_low"] < population < quality["roc_auc_high"]
+    assert quality["positive_rate_snipw_low"] < log["p_true"].mean() < quality["positive_rate_snipw_high"]
     assert abs(quality["roc_auc_unweighted"] - population) > 2 * abs(quality["roc_auc"] - population)
     assert quality["explored_labelled"] == (log["policy"] == "explore").sum()
     assert quality["roc_auc_explored"] == pytest.approx(
@@ -38,9 +41,22 @@ def test_ipw_auc_on_late_labels_estimates_the_population_auc() -> None:
     )
 
 
+def test_the_probabilities_expectation_is_flagged_when_the_outcomes_say_otherwise() -> None:
+    """Calibrated probabilities expect what the off-policy estimates find; probabilities that are too high on the
+    unworked records expect a positive rate the outcomes rule out (CBPE against IPW)."""
+    calibrated = policy_log().assign(probability=lambda f: f["p_true"])
+    quality = labelled_quality(calibrated, 0.2)
+    assert quality["estimates_disagree"] == ""
+    assert quality["expected_roc_auc"] == pytest.approx(quality["roc_auc"], abs=0.02)
+    unworked = calibrated["outcome"].isna()
+    inflated = calibrated.assign(probability=np.where(unworked, np.clip(calibrated["p_true"] + 0.15, 0, 1),
+                                                      calibrated["p_true"]))  # fmt: skip
+    assert "positive rate" in labelled_quality(inflated, 0.2)["estimates_disagree"]
+
+
 def test_quality_without_labels_is_empty_not_an_error() -> None:
     log = policy_log(1000).assign(outcome=np.nan)
-    quality = labelled_quality(log, None)
+    quality = labelled_quality(log, 0.2)
     assert quality["labelled"] == 0 and np.isnan(quality["roc_auc"]) and np.isnan(quality["calibration_error"])
     assert quality["calibration"] == []
 

@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 
 from scoreloop.core.spec import DatasetSpec
-from scoreloop.loop.retrain import RetrainFindings, compare_windows, retrain_findings, retrain_page, training_rows
+from scoreloop.loop.retrain import (
+    RetrainFindings,
+    compare_windows,
+    logged_rows,
+    retrain_findings,
+    retrain_page,
+    training_rows,
+)
 from scoreloop.monitoring.drift import ColumnDrift, DriftSummary
 from scoreloop.training.pending import TrainResult
 from scoreloop.training.promote import GateDecision
@@ -43,8 +50,19 @@ def log() -> pd.DataFrame:
     )  # fmt: skip
 
 
+def labelled(basis: str = "scored_at", frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    return training_rows(logged_rows(log() if frame is None else frame, SPEC, basis), SPEC)
+
+
+def test_logged_rows_keep_unworked_records_for_the_gate_and_training_takes_the_labelled() -> None:
+    logged = logged_rows(log(), SPEC)
+    assert list(logged["lead_id"]) == ["L3", "L4", "L2", "L1"]  # every record once, by scored_at
+    assert np.isnan(logged.set_index("lead_id").loc["L3", "converted"])  # not worked: no outcome, kept
+    assert logged.set_index("lead_id").loc["L3", "propensity"] == 0.1
+
+
 def test_only_labelled_records_train_once_each_in_time_order() -> None:
-    rows = training_rows(log(), SPEC)
+    rows = labelled()
     assert list(rows["lead_id"]) == ["L4", "L2", "L1"]  # by scored_at; L3 has no label; L2 once
     assert list(rows.columns) == ["lead_id", "created_at", "employees", "industry", "converted", "propensity", "policy"]
     l2 = rows.set_index("lead_id").loc["L2"]
@@ -54,18 +72,18 @@ def test_only_labelled_records_train_once_each_in_time_order() -> None:
 
 
 def test_the_record_time_basis_orders_by_the_records_own_time() -> None:
-    rows = training_rows(log(), SPEC, basis="record")
+    rows = labelled("record")
     assert list(rows["lead_id"]) == ["L4", "L1", "L2"]
     assert rows["created_at"].iloc[0] == datetime(2024, 1, 30)
 
 
 def test_the_record_basis_needs_the_time_column_in_the_log() -> None:
     with pytest.raises(ValueError, match="does not store the record time column 'created_at'"):
-        training_rows(log().drop(columns="created_at"), SPEC, basis="record")
+        labelled("record", log().drop(columns="created_at"))
 
 
 def test_windows_are_compared_on_coverage_positive_rate_and_exploration() -> None:
-    current = training_rows(log(), SPEC)
+    current = labelled()
     previous = current.iloc[:1]
     figures = compare_windows(current, previous, (10, 4), SPEC)
     assert figures["current_labelled"] == 3 and figures["current_label_coverage"] == pytest.approx(0.3)
@@ -86,7 +104,7 @@ WINDOW = {"start": "2024-03-01T00:00:00", "end": "2024-03-06T00:00:00", "previou
 
 
 def findings(**outcome) -> RetrainFindings:
-    current = training_rows(log(), SPEC)
+    current = labelled()
     drift = DriftSummary(
         1,
         3,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoreloop.core.policy import EXPLOIT, EXPLORE, SKIP, ipw_weights, work_counts, work_plan
+from scoreloop.core.policy import EXPLOIT, EXPLORE, SKIP, ipw_weights, proportional_chances, work_counts, work_plan
 
 
 def test_work_counts_split_the_capacity() -> None:
@@ -62,3 +62,22 @@ def test_ipw_weights_are_inverse_clipped_and_average_one() -> None:
 def test_ipw_weights_refuse_a_clip_below_one() -> None:
     with pytest.raises(ValueError, match="clip must be at least 1"):
         ipw_weights(pd.Series([0.5]), clip=0.5)
+
+
+def test_proportional_exploration_logs_exact_chances_that_grow_with_the_probability() -> None:
+    probability = np.random.default_rng(3).beta(1, 5, 400)
+    plan = work_plan(probability, 0.2, 0.5, np.random.default_rng(0), "proportional")
+    rest = plan["policy"] != EXPLOIT
+    assert plan.loc[rest, "propensity"].sum() == pytest.approx(40)  # the explore budget, in expectation
+    assert plan.loc[rest, "propensity"].between(0, 1, inclusive="right").all()
+    order = np.argsort(probability[rest.to_numpy()])
+    assert np.all(np.diff(plan.loc[rest, "propensity"].to_numpy()[order]) >= 0)  # higher probability, higher chance
+    rng = np.random.default_rng(1)
+    drawn = sum(work_plan(probability, 0.2, 0.5, rng, "proportional")["worked"].to_numpy() for _ in range(3000))
+    assert np.abs(drawn / 3000 - plan["propensity"].to_numpy()).max() < 0.05  # logged chances are the real ones
+
+
+def test_proportional_chances_cap_at_one_and_keep_the_budget() -> None:
+    chances = proportional_chances(np.array([0.9, 0.8, 0.01, 0.01, 0.01]), 2.5)
+    assert chances[:2].tolist() == [1.0, 1.0] and chances.sum() == pytest.approx(2.5)
+    assert (chances[2:] > 0).all()

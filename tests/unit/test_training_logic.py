@@ -10,6 +10,7 @@ import pytest
 
 from scoreloop.core.coerce import read_frame
 from scoreloop.core.infer import infer_spec
+from scoreloop.core.offpolicy import Comparison
 from scoreloop.core.settings import GateSettings, Settings
 from scoreloop.core.synthetic import WorldConfig, generate_leads
 from scoreloop.core.tracking import configure
@@ -18,27 +19,33 @@ from scoreloop.training.promote import judge
 from scoreloop.training.split import time_split
 from scoreloop.training.tune import PRUNE_INTERVAL, TrialClaims, TuningData, open_study, tune
 
-CHAMPION = {"roc_auc": 0.80, "ece": 0.030}
+
+def comparison(gain: tuple[float, float, float], ece: tuple[float, float] = (0.03, 0.03), support: float = 1.0):
+    """A gate comparison with the figures the verdict reads (the estimators are tested in test_offpolicy)."""
+    figures = [{"roc_auc": 0.8, "ece": e, "worklist_value": 30.0} for e in ece]
+    notes = [] if support >= 1 else ["20% of the logged records could never have been worked"]
+    return Comparison("roc_auc", 0.9, *figures, gain, (0.0, -1.0, 1.0), (29.0, 31.0), 1000, 300, 120.0, support,
+                      notes=notes)  # fmt: skip
 
 
-def test_gate_promotes_a_tie_with_zero_margin_and_refuses_a_loss() -> None:
-    promoted, reason = judge("roc_auc", {"roc_auc": 0.80, "ece": 0.030}, CHAMPION, GateSettings())
-    assert promoted and "meets the margin" in reason
-    promoted, reason = judge("roc_auc", {"roc_auc": 0.79, "ece": 0.020}, CHAMPION, GateSettings())
-    assert not promoted and "improvement -0.0100 misses the margin 0" in reason
+def test_gate_promotes_only_when_the_gains_lower_end_clears_the_margin() -> None:
+    promoted, reason = judge(comparison((0.02, 0.001, 0.04)), GateSettings())
+    assert promoted and "lower end +0.0010 clears the margin 0" in reason
+    promoted, reason = judge(comparison((0.02, -0.001, 0.04)), GateSettings())  # better on the point, not surely
+    assert not promoted and "lower end -0.0010 misses the margin 0" in reason
+    assert judge(comparison((0.0, -0.004, 0.004)), GateSettings(margin=-0.005))[0]  # a tolerated small loss
 
 
 def test_gate_refuses_a_better_ranker_that_is_worse_calibrated() -> None:
-    challenger = {"roc_auc": 0.85, "ece": 0.045}
-    promoted, reason = judge("roc_auc", challenger, CHAMPION, GateSettings(ece_tolerance=0.01))
-    assert not promoted and "+0.0150 beyond the tolerance 0.01" in reason
-    assert judge("roc_auc", challenger, CHAMPION, GateSettings(ece_tolerance=0.02))[0]
+    better = (0.05, 0.02, 0.08)
+    promoted, reason = judge(comparison(better, ece=(0.045, 0.03)), GateSettings(ece_tolerance=0.01))
+    assert not promoted and "ECE +0.0150 beyond the tolerance 0.01" in reason
+    assert judge(comparison(better, ece=(0.045, 0.03)), GateSettings(ece_tolerance=0.02))[0]
 
 
-def test_gate_margin_and_lower_is_better_metrics() -> None:
-    gate = GateSettings(metric="log_loss", margin=0.01)
-    assert judge("log_loss", {"log_loss": 0.30, "ece": 0.03}, {"log_loss": 0.32, "ece": 0.03}, gate)[0]
-    assert not judge("log_loss", {"log_loss": 0.315, "ece": 0.03}, {"log_loss": 0.32, "ece": 0.03}, gate)[0]
+def test_gate_cannot_judge_records_no_policy_could_work() -> None:
+    promoted, reason = judge(comparison((0.05, 0.02, 0.08), support=0.8), GateSettings())
+    assert not promoted and "cannot judge: 20% of the logged records could never have been worked" in reason
 
 
 def test_champion_line_replays_promotions_and_rollbacks() -> None:

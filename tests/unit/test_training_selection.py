@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoreloop.core.calibration import fit_calibration
+from scoreloop.core.calibration import MIN_SLOPE, fit_calibration
 from scoreloop.core.metrics import expected_calibration_error
 from scoreloop.core.settings import GateSettings, Settings, TrainSettings
 from scoreloop.core.spec import DatasetSpec
@@ -160,3 +160,15 @@ def test_a_gap_within_the_holdouts_noise_is_not_a_clear_loss(seed: int) -> None:
     y = (rng.uniform(size=300) < truth).astype(int)
     one, two = (np.clip(truth + rng.normal(0, 0.2, 300), 0.01, 0.99) for _ in range(2))
     assert beats_baselines("roc_auc", y, one, {"catboost": two}, GateSettings())[0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_platt_never_reverses_a_ranking_that_looks_backwards_on_a_small_slice(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    raw = rng.random(60)
+    y = (rng.random(60) < 0.8 - 0.6 * raw).astype(float)  # on this slice, the model ranks upside down
+    calibration = fit_calibration(y, raw, "platt")
+    assert calibration.slope == pytest.approx(MIN_SLOPE)
+    calibrated = calibration.apply(raw)
+    assert np.all(np.diff(calibrated[np.argsort(raw)]) > 0)  # the ranking is kept
+    assert calibrated.mean() == pytest.approx(y.mean(), abs=1e-6)  # at the observed rate, unsure

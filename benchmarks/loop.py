@@ -1,0 +1,104 @@
+"""Feedback-loop benchmark: every arm of `scoreloop simulate` on the synthetic world and on replays of real tables,
+judged against the targets of issue 15.
+
+    .venv/bin/python -m benchmarks.loop [--worlds synthetic,adult,lending] [--seeds 0-9] [--cycles 6] [--rows 3000]
+                                        [--epsilon 0.1] [--exploration uniform]
+
+Each world runs in a throwaway home with the product's default settings (the simulation's own training overrides
+aside: see `scoreloop.loop.simulate.SIMULATION_TRAIN`). A replay reads the table shipped in a PyPI package
+(benchmarks/tables.py) with a spec inferred from it, and cuts its rows into `cycles + 2` months in a seeded shuffle
+(none of them has a time column); the loop sees a row's label only when the row is worked. Printed per world:
+the arms (true AUC of the deployed model after the last cycle, mean and spread over seeds; conversions against
+exploit-only), the gate's decisions against the truth, and each target with its verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.tables import LOADERS
+from scoreloop.cli.monitor import parse_seeds
+from scoreloop.core.infer import infer_spec
+from scoreloop.core.ingest import ingest_table, stored_table
+from scoreloop.core.settings import Settings
+from scoreloop.loop.simulate import (
+    EXPLOIT_ARM,
+    EXPLORE_ARM,
+    ORACLE_ARM,
+    SimulationConfig,
+    arm_summary,
+    gate_judgement,
+    run_simulation,
+)
+
+
+def replay_rows(name: str) -> tuple[pd.DataFrame, object]:
+    """A shipped table's typed rows and the spec a user would infer for it."""
+    table = LOADERS[name]()
+    spec = infer_spec(table.frame, table.target, positive_label=table.positive_label, name=table.name)
+    return ingest_table(stored_table(table.frame), spec).rows, spec
+
+
+def targets(arms: pd.DataFrame, judged: dict) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for each of issue 15's targets."""
+    explore, exploit, oracle = (arms.loc[a] for a in (EXPLORE_ARM, EXPLOIT_ARM, ORACLE_ARM))
+    gap = oracle["final_true_auc"] - explore["final_true_auc"]
+    return [
+        ("worse-by-0.01 promotions <= 2% of decisions", f"{judged['worse_promoted_share']:.1%} of "
+         f"{judged['decisions']}", judged["worse_promoted_share"] <= 0.02),
+        ("right where |true diff| > 0.01 >= 90%", f"{judged['right_where_clear']:.1%} of "
+         f"{judged['clear_differences']} ({judged['truly_better_challengers']} truly better)",
+         judged["right_where_clear"] >= 0.9),
+        ("default within 0.02 of oracle (final, mean)", f"gap {gap:+.4f}", gap <= 0.02),
+        ("default above exploit-only (final, mean)", f"{explore['final_true_auc']:.4f} vs "
+         f"{exploit['final_true_auc']:.4f}", explore["final_true_auc"] > exploit["final_true_auc"]),
+        ("DR 95% interval covers the truth >= 90%", f"{judged['value_coverage']:.1%}",
+         judged["value_coverage"] >= 0.9),
+        ("conversions >= exploit-only - 5%", f"{explore['conversions_vs_exploit']:+.1%}",
+         explore["conversions_vs_exploit"] >= -0.05),
+    ]  # fmt: skip
+
+
+def bench_world(world: str, config: SimulationConfig, epsilon: float | None, exploration: str | None) -> None:
+    replay = None if world == "synthetic" else replay_rows(world)
+    with tempfile.TemporaryDirectory() as home:
+        settings = Settings(home=Path(home))
+        if epsilon is not None:
+            settings.policy.epsilon = epsilon
+        if exploration is not None:
+            settings.policy.exploration = exploration
+        began = time.monotonic()
+        records, _ = run_simulation(settings, config, replay)
+        seconds = time.monotonic() - began
+    arms, judged = arm_summary(records), gate_judgement(records)
+    print(f"\n## {world}: {len(config.seeds)} seeds x {config.cycles} cycles, epsilon "
+          f"{settings.policy.epsilon:g} {settings.policy.exploration}, {seconds:.0f} s\n")  # fmt: skip
+    print("| arm | " + " | ".join(arms.columns) + " |\n|---|" + "---|" * len(arms.columns))
+    for arm, row in arms.iterrows():
+        print(f"| {arm} | " + " | ".join(f"{v:.4f}" for v in row) + " |")
+    print("\n| target | measured | met |\n|---|---|---|")
+    for name, measured, met in targets(arms, judged):
+        print(f"| {name} | {measured} | {'yes' if met else 'no'} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worlds", default="synthetic,adult,lending")
+    parser.add_argument("--seeds", default="0-9")
+    parser.add_argument("--cycles", type=int, default=6)
+    parser.add_argument("--rows", type=int, default=3000, help="Records a month of the synthetic world.")
+    parser.add_argument("--epsilon", type=float, default=None)
+    parser.add_argument("--exploration", choices=["uniform", "proportional"], default=None)
+    args = parser.parse_args()
+    config = SimulationConfig(cycles=args.cycles, rows=args.rows, seeds=parse_seeds(args.seeds))
+    for world in args.worlds.split(","):
+        bench_world(world.strip(), config, args.epsilon, args.exploration)
+
+
+if __name__ == "__main__":
+    main()
