@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scoreloop.core.coerce import read_frame
+from scoreloop.core.coerce import read_frame, read_times
 from scoreloop.core.ingest import (
     RECORD,
     RawTable,
@@ -34,9 +34,10 @@ from scoreloop.core.ingest import (
 from scoreloop.core.model import ScoringModel
 from scoreloop.core.policy import work_plan
 from scoreloop.core.settings import PolicySettings
+from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import RecordStore
 from scoreloop.serving.scorelog import scored_batch
-from scoreloop.serving.scoring import score_rows
+from scoreloop.serving.scoring import explain_rows, score_rows
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -44,21 +45,37 @@ SCORED_SCHEMA = pa.schema(
     [(RECORD, pa.int64()), ("id", pa.string()), ("probability", pa.float64()), ("score", pa.int64()),
      ("tier", pa.string()), ("model", pa.string()), ("version", pa.string())]
 )  # fmt: skip
-WORK_FIELDS = [pa.field("worked", pa.bool_()), pa.field("propensity", pa.float64()), pa.field("policy", pa.string())]
+WORK_FIELDS = [pa.field("worked", pa.bool_()), pa.field("propensity", pa.float64()), pa.field("policy", pa.string()),
+               pa.field("queue", pa.int64()), pa.field("reasons", pa.string())]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Worklist:
-    """`--work`: the work policy decides, per chunk, which scored leads are worked; the decisions and propensities
-    go into the output and, with the features, into the scoring log, so outcomes reported later for worked leads
-    can be reweighted by `retrain --ipw`."""
+    """`--work`: the file is one queue. The work policy decides over the whole file, or over each day of the spec's
+    time column, which scored leads are worked: `count` of them (default: the policy's capacity share), never per
+    chunk. The decisions and propensities go into the output and, with the features, into the scoring log, so
+    outcomes reported later for worked leads can be reweighted by `retrain --ipw`; the worked leads get their top
+    `reasons` in words."""
 
     policy: PolicySettings
     store: RecordStore
+    count: int | None = None
+    per_day: bool = False
+    reasons: int = 3
 
-    def plan(self, scored: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
-        policy = self.policy
-        return work_plan(scored["probability"], policy.capacity, policy.epsilon, rng, policy.exploration)
+    def plan(self, probability: np.ndarray, days: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+        """The policy's decisions per lead (input order), made within each day (or once for the file), and each
+        worked lead's place in its queue by probability (`queue`, 1 = first)."""
+        groups = pd.Series(days if self.per_day else np.zeros(len(probability)))
+        parts = []
+        for index in groups.groupby(groups, dropna=False, sort=True).indices.values():
+            policy = self.policy
+            plan = work_plan(probability[index], policy.capacity, policy.epsilon, rng, policy.exploration, self.count)
+            plan.index = index
+            worked = pd.Series(probability[index], index=index)[plan["worked"].to_numpy()]
+            plan["queue"] = worked.rank(ascending=False, method="first").astype("Int64")
+            parts.append(plan)
+        return pd.concat(parts).sort_index()
 
 
 @dataclass(frozen=True)
@@ -123,8 +140,9 @@ def score_file(
     worklist: Worklist | None = None,
 ) -> BatchReport:
     """Score `source` into `output` (CSV or Parquet by its suffix) plus `output`'s .quarantine.csv; `on_chunk`
-    gets the progress after each chunk (see `total_work`). With a `worklist`, each chunk is also a batch for the
-    work policy: its decisions are added to the output and the chunk is logged to the scoring log."""
+    gets the progress after each chunk (see `total_work`). With a `worklist`, the whole file is the work policy's
+    queue: the scored chunks are held until the last one is read (a worklist is a day's or a week's leads), then
+    decided at once, logged to the scoring log a chunk at a time, and written in queue order."""
     output, qpath = Path(output), quarantine_path(Path(output))
     output.parent.mkdir(parents=True, exist_ok=True)
     with written_atomically(output) as partial, written_atomically(qpath) as partial_quarantine:
@@ -152,17 +170,17 @@ def _score_chunks(
     rng = np.random.default_rng(worklist.policy.seed if worklist else None)
     quarantine: _CsvFile | None = None
     rows_in = rows_scored = rows_quarantined = spanning = 0
+    held: list[Held] = []
     try:
         for chunk in read_chunks(source, chunk_rows, model.spec.format.delimiter):
             checked = read_frame(chunk.table.frame, model.spec)
             accepted = checked.accepted
             rows, scored = checked.rows[accepted], score_rows(model, checked.rows[accepted])
             frame = _scored_frame(scored, chunk.table.records.to_numpy()[accepted])
-            if worklist is not None and len(rows):
-                plan = worklist.plan(scored, rng)
-                worklist.store.log_scores([scored_batch(model.spec, rows, scored, policy=plan)])
-                frame = pd.concat([frame, plan], axis=1)
-            scored_file.write(frame)
+            if worklist is None:
+                scored_file.write(frame)
+            elif len(rows):
+                held.append(Held(rows, scored, frame, _days(chunk.table, model.spec, accepted)))
             refused = quarantine_frame(chunk.table, checked.reasons())
             if len(refused):
                 quarantine = quarantine or _CsvFile(qpath, list(refused.columns))
@@ -172,9 +190,47 @@ def _score_chunks(
             rows_quarantined += len(refused)
             spanning += chunk.table.spanning_lines()
             on_chunk(chunk.done)
+        if worklist is not None and held:
+            scored_file.write(_queue(model, worklist, held, rng))
     finally:
         scored_file.close()
     return BatchReport(rows_in, rows_scored, rows_quarantined, output, None, model.name, model.version, spanning)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A scored chunk waiting for the queue to be decided: typed rows, scores, output frame, each row's day."""
+
+    rows: np.ndarray
+    scored: np.ndarray
+    frame: pd.DataFrame
+    days: np.ndarray
+
+
+def _days(table: RawTable, spec: DatasetSpec, accepted: np.ndarray) -> np.ndarray:
+    """The day of the spec's time column per accepted row (NaT where it is missing, unreadable or not declared)."""
+    if spec.time_column is None or spec.time_column not in table.frame:
+        return np.full(int(accepted.sum()), np.datetime64("NaT"), dtype="datetime64[ns]")
+    return read_times(table.frame[spec.time_column], spec.time_column)[0][accepted].astype("datetime64[D]")
+
+
+def _queue(model: ScoringModel, worklist: Worklist, held: list[Held], rng: np.random.Generator) -> pd.DataFrame:
+    """Decide the work over every held chunk, log each chunk with its decisions, and return the output: by day, then
+    by probability, the worked leads with their top reasons in words."""
+    probability = np.concatenate([h.scored["probability"] for h in held])
+    days = np.concatenate([h.days for h in held]).astype("datetime64[ns]")
+    plan = worklist.plan(probability, days, rng).reset_index(drop=True)
+    start = 0
+    for h in held:
+        decided = plan.iloc[start : start + len(h.rows)].reset_index(drop=True)
+        worklist.store.log_scores([scored_batch(model.spec, h.rows, h.scored, policy=decided)])
+        start += len(h.rows)
+    frame = pd.concat([pd.concat([h.frame for h in held], ignore_index=True), plan], axis=1)
+    worked = np.flatnonzero(plan["worked"].to_numpy())
+    explained = explain_rows(model, np.concatenate([h.rows for h in held])[worked], worklist.reasons)
+    frame["reasons"] = None
+    frame.loc[worked, "reasons"] = ["; ".join(r["text"] for r in e["reasons"]) for e in explained]
+    return frame.iloc[np.lexsort((-probability, days.view(np.int64) if worklist.per_day else np.zeros(len(days))))]
 
 
 def _scored_frame(scored: np.ndarray, records: np.ndarray) -> pd.DataFrame:

@@ -350,3 +350,20 @@ class Metadata(BaseModel):
     max_records: int
     required: list[str]
     input_schema: dict[str, Any] = Field(description="JSON schema of one record.")
+
+
+class HistoryEntry(BaseModel):
+    """One scoring of a record: what it got, from which model, what happened, and why."""
+
+    scored_at: str = Field(description="When it was scored (UTC, ISO 8601).")
+    score: int
+    probability: float
+    tier: str
+    model: str
+    version: str
+    outcome: bool | None = Field(description="Whether it converted, when known.")
+    outcome_at: str | None
+    reasons: list[Reason] | None = Field(
+        description="The top reasons at that score; null when the version that scored it is not the one served "
+        "(`scoreloop record ID` loads every version)."
+    )

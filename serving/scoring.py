@@ -106,13 +106,7 @@ def explain_rows(model: ScoringModel, rows: np.ndarray, top: int) -> list[dict[s
     scored = as_records(score_rows(model, rows))
     if not scored:
         return []
-    shap = model.classifier.get_feature_importance(model_pool(rows, model.spec), type="ShapValues")
-    contributions, base = shap[:, :-1], shap[:, -1]
-    raw = contributions.sum(axis=1)
-    baseline, probability = model.calibrated(sigmoid(base)), model.calibrated(sigmoid(base + raw))
-    scale = _log_odds_scale(model, base, raw)
-    points = 100 * contributions * _secant_slopes(baseline, probability, raw, scale)[:, None]
-    log_odds = contributions * scale[:, None]
+    baseline, points, log_odds = contributions(model, rows)
     features = model.spec.features
     for i, record in enumerate(scored):
         order = np.argsort(-np.abs(points[i]), kind="stable")[:top]
@@ -121,6 +115,18 @@ def explain_rows(model: ScoringModel, rows: np.ndarray, top: int) -> list[dict[s
                              for j in order]  # fmt: skip
         record["other_points"] = float(points[i].sum() - points[i, order].sum())
     return scored
+
+
+def contributions(model: ScoringModel, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per record: the calibrated baseline probability, and per feature (columns in `spec.features` order) its
+    points and calibrated log-odds, as `explain_rows` describes them. What history and movers compare."""
+    shap = model.classifier.get_feature_importance(model_pool(rows, model.spec), type="ShapValues")
+    shares, base = shap[:, :-1], shap[:, -1]
+    raw = shares.sum(axis=1)
+    baseline, probability = model.calibrated(sigmoid(base)), model.calibrated(sigmoid(base + raw))
+    scale = _log_odds_scale(model, base, raw)
+    points = 100 * shares * _secant_slopes(baseline, probability, raw, scale)[:, None]
+    return baseline, points, shares * scale[:, None]
 
 
 def _log_odds_scale(model: ScoringModel, base: np.ndarray, raw: np.ndarray) -> np.ndarray:

@@ -16,6 +16,8 @@ built with.
 - `/readyz` is ready while the record store takes writes (`serving.storewatch`); bodies are bounded and typed before
   any endpoint reads them (`serving.guard`); client errors are logged as one line (`serving.clientlog`).
 - `GET /metadata`: model, version, run, windows, metrics, calibration, tier cut-offs, input schema.
+- `GET /records/{id}/history`: every scoring of one record, its outcome and the reasons (`serving.history`).
+- With `SCORELOOP_ALERTS__URL` and `__SECRET` set, tier crossings are posted to a webhook (`serving.alerts`).
 """
 
 from __future__ import annotations
@@ -35,18 +37,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from scoreloop.core.coerce import field_counts
+from scoreloop.core.coerce import field_counts, id_problem
 from scoreloop.core.settings import Settings
 from scoreloop.core.store import Outcome as StoredOutcome
 from scoreloop.core.store import RecordStore, StoreUnavailable
 from scoreloop.serving import clientlog
+from scoreloop.serving.alerts import TierAlerts
 from scoreloop.serving.arrow import ARROW_STREAM, arrow_bytes, read_arrow
 from scoreloop.serving.bento import MODEL_TAG_ENV, load_verified
 from scoreloop.serving.docs import SCHEMA_ROUTE, docs_page, docs_schema
 from scoreloop.serving.guard import RequestGuard
+from scoreloop.serving.history import record_history
 from scoreloop.serving.schema import (
     CalibrationInfo,
     Explained,
+    HistoryEntry,
     Metadata,
     Outcome,
     Scored,
@@ -105,6 +110,8 @@ def _metrics() -> dict[str, Any]:
         "store_refusals": Counter(
             "scoreloop_store_refusals", "Requests answered 503 because the record store took no writes", ["route"]
         ),
+        "alert_failures": Counter("scoreloop_alert_failures", "Failed tier-alert deliveries (attempts and drops)"),
+        "alerts_delivered": Counter("scoreloop_alerts_delivered", "Tier alerts the webhook accepted"),
     }
 
 
@@ -131,6 +138,10 @@ class Scorer:
             ack=limits.log_ack,
             on_failure=self.metrics["log_failures"].inc,
         )
+        self.alerts = None
+        if settings.alerts.enabled:
+            failed, delivered = self.metrics["alert_failures"].inc, self.metrics["alerts_delivered"].inc
+            self.alerts = TierAlerts(settings.alerts, self.store, on_failure=failed, on_delivered=delivered)
 
     def __is_ready__(self) -> bool:
         """Ready while the record store takes writes: /readyz tells a load balancer when to send traffic elsewhere."""
@@ -140,6 +151,8 @@ class Scorer:
     def close(self) -> None:
         self.log.close()
         self.watch.close()
+        if self.alerts is not None:
+            self.alerts.close()
 
     @bentoml.api(batchable=True, max_batch_size=limits.max_batch_size, max_latency_ms=limits.max_latency_ms)
     def score(self, records: Records) -> ScoredList:  # type: ignore[valid-type]
@@ -179,6 +192,8 @@ class Scorer:
         self._refuse_if_store_down("/score", "scoring what could not be logged")
         scored = score_rows(self.model, rows)
         self.log.submit(rows, scored)
+        if self.alerts is not None:
+            self.alerts.observe(scored)
         self._count(rows)
         return scored
 
@@ -241,6 +256,17 @@ class Scorer:
             required=_spec.required,
             input_schema=record_model(_spec).model_json_schema(),
         )
+
+    @metadata_app.get("/records/{record_id}/history", response_model=list[HistoryEntry])
+    def history(self, record_id: str) -> Any:
+        """Every scoring of one record, oldest first, its outcome if known, and the top reasons at each score."""
+        if problem := id_problem(record_id):
+            return JSONResponse({"error": "invalid record id", "detail": [{"loc": ["id"], "msg": problem}]}, 400)
+        return record_history(self.store, record_id, self._served, limits.explain_top)
+
+    def _served(self, name: str, version: str) -> Any:
+        """The served model for its own scorings; None for other versions (this server cannot load them)."""
+        return self.model if (name, version) == (self.model.name, self.model.version) else None
 
 
 class RequireKey:

@@ -234,8 +234,10 @@ def _evaluation(
     the newer training holdout. Returns (run, artifact), the frame and a description."""
     if LOGGED_ARTIFACT in {a.path for a in client.list_artifacts(challenger.run_id, LOGGED_ARTIFACT.split("/")[0])}:
         frame = run_table(challenger.run_id, LOGGED_ARTIFACT)
-        return (challenger.run_id, LOGGED_ARTIFACT), frame, (
-            f"the logged decisions of the challenger's holdout span (run {challenger.run_id}, {len(frame)} records)"
+        return (
+            (challenger.run_id, LOGGED_ARTIFACT),
+            frame,
+            (f"the logged decisions of the challenger's holdout span (run {challenger.run_id}, {len(frame)} records)"),
         )
     run_id = _newest_holdout(client, challenger, champion)
     frame = run_table(run_id, HOLDOUT_ARTIFACT)

@@ -8,7 +8,7 @@ before and after, top-k precision and lift, deciles), baselines on the same hold
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,9 +24,11 @@ from scoreloop.core.calibration import Calibration
 from scoreloop.core.ingest import read_rows
 from scoreloop.core.metrics import decile_metrics, decile_table, evaluate, expected_calibration_error, roc_auc
 from scoreloop.core.model import ModelCard, fit_card_scale, make_pool, model_frame
+from scoreloop.core.pages import page
 from scoreloop.core.settings import Settings, TrainSettings, redact
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.tracking import configure, unreachable_reason
+from scoreloop.core.value import MODEL, SIMPLE, VALUE_PAGE, VALUE_RULES_TAG, value_body, value_metrics, value_table
 from scoreloop.training import plots
 from scoreloop.training.baselines import Baseline, hist_gradient_boosting
 from scoreloop.training.lineage import log_lineage
@@ -40,6 +42,7 @@ from scoreloop.training.select import (
     refit,
     selection_figures,
 )
+from scoreloop.training.simple import fit_simple
 from scoreloop.training.split import Split, slice_weights, time_split, tuning_folds
 from scoreloop.training.tags import BASELINE_PROBA, ROLE_TAG, STUDY_TAG
 from scoreloop.training.tune import TuningData, TuningResult, start_worker_server, tune
@@ -158,13 +161,16 @@ class HoldoutFigures:
     deciles: pd.DataFrame
     baselines: dict[str, float]
     ece_raw: float | None = None
+    value: pd.DataFrame | None = None
+    value_rules: str = ""
 
     def logged(self) -> dict[str, float]:
         """The figures under their MLflow metric names: `holdout_<metric>`, `holdout_decile_<nn>_*`,
-        `holdout_ece_raw`, `baseline_*`."""
+        `holdout_ece_raw`, `baseline_*`, `value_*`."""
         holdout = {**self.metrics, **decile_metrics(self.deciles)}
         raw = {} if self.ece_raw is None else {"holdout_ece_raw": self.ece_raw}
-        return {**{f"holdout_{k}": v for k, v in holdout.items()}, **raw, **self.baselines}
+        value = {} if self.value is None else value_metrics(self.value)
+        return {**{f"holdout_{k}": v for k, v in holdout.items()}, **raw, **self.baselines, **value}
 
 
 def holdout_figures(
@@ -227,7 +233,19 @@ def _evaluate(
         }
     y_holdout, y_valid = split.holdout[spec.target].to_numpy(), split.valid[spec.target].to_numpy()
     figures = holdout_figures(y_holdout, selected.proba, y_valid, baselines, config, raw=selected.raw)
-    return _keep(settings, spec, split, tuning, selected, baselines, figures, run_id, rows_rejected)
+    simple = fit_simple(pd.concat([split.train, split.valid]), spec, selected.model, settings.value, config.seed)
+    value = value_table(
+        y_holdout,
+        {SIMPLE: simple.score(model_frame(split.holdout, spec)), MODEL: selected.proba},
+        settings.policy.capacity,
+        settings.value.review_budget,
+    )
+    figures = replace(figures, value=value, value_rules=simple.rules)
+    directory = _keep(settings, spec, split, tuning, selected, baselines, figures, run_id, rows_rejected)
+    body = value_body(value, settings.policy.capacity, settings.value, simple.rules)
+    (directory / ARTIFACTS / VALUE_PAGE).parent.mkdir(parents=True, exist_ok=True)
+    (directory / ARTIFACTS / VALUE_PAGE).write_text(page("Value against the simple approach", body), encoding="utf-8")
+    return directory
 
 
 def _select(
@@ -278,6 +296,8 @@ def _keep(
     }
     if skipped:
         tags["scoreloop.plots_skipped"] = "; ".join(skipped)[:5000]
+    if figures.value_rules:
+        tags[VALUE_RULES_TAG] = figures.value_rules[:5000]
     selection = selection_figures(selected.candidates, winner)
     pending = PendingRun(
         run_id=run_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from scoreloop.cli import data, monitor, serve, train  # noqa: F401  (each registers its commands on `app`)
+from scoreloop.cli import data, monitor, scores, serve, train  # noqa: F401  (each registers its commands on `app`)
 from scoreloop.cli.app import app, print_error
 
 

@@ -88,7 +88,9 @@ def retrain(
 ) -> None:
     """Sliding-window retrain from the scoring log + outcomes: challenger, gate, and why it promoted or refused."""
     from scoreloop.core.spec import DatasetSpec
+    from scoreloop.loop.release_notes import write_release_notes
     from scoreloop.loop.retrain import retrain as run_retrain
+    from scoreloop.training.promote import GateDecision
 
     if time not in ("scored_at", "record"):
         raise fail(f"--time must be 'scored_at' or 'record', got {time!r}")
@@ -99,6 +101,8 @@ def retrain(
     basis = "record" if time == "record" else "scored_at"
     result = run_retrain(settings, parse_period(window), end=end, ipw=ipw, basis=basis, spec=loaded)
     show(f"retrain: {result.outcome}", result.to_dict())
+    if result.findings.gate and (notes := write_release_notes(settings, GateDecision(**result.findings.gate))):
+        console.print(f"release notes: {notes}")
 
 
 @app.command()

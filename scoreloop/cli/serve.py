@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from scoreloop.cli.app import app, console, settings_of, show
+from scoreloop.cli.app import app, console, fail, settings_of, show
 
 
 @app.command()
@@ -43,9 +43,16 @@ def score(
         bool,
         typer.Option(
             "--work/--no-work",
-            help="Apply the work policy to each chunk (SCORELOOP_POLICY__*): add worked, propensity and policy "
-            "columns and log the scored rows with them to the scoring log, for outcomes and `retrain --ipw`.",
+            help="The file is a worklist: the work policy (SCORELOOP_POLICY__*) decides over the whole file which "
+            "leads are worked; the output is the queue (by probability, worked leads with queue position and "
+            "reasons), and every scored row is logged with its propensity, for outcomes and `retrain --ipw`.",
         ),
+    ] = False,
+    capacity: Annotated[
+        int | None, typer.Option(min=1, help="With --work: leads worked in the file (or per day with --per-day).")
+    ] = None,
+    per_day: Annotated[
+        bool, typer.Option("--per-day", help="With --work: a queue per day of the spec's time column.")
     ] = False,
 ) -> None:
     """Score DATA (CSV or Parquet, any size) with the champion, as /score does; refused rows go to OUTPUT's
@@ -59,7 +66,12 @@ def score(
     file_kind(output)  # refuse an unknown output type before loading anything
     settings = settings_of(ctx)
     model = load_registered(settings)
-    worklist = Worklist(settings.policy, RecordStore(settings.record_store_url)) if work else None
+    if (capacity is not None or per_day) and not work:
+        raise fail("--capacity and --per-day shape the worklist: add --work")
+    if per_day and model.spec.time_column is None:
+        raise fail("--per-day needs a time column in the model's spec; it has none")
+    store = RecordStore(settings.record_store_url) if work else None
+    worklist = Worklist(settings.policy, store, capacity, per_day, settings.serve.explain_top) if store else None
     columns = (TextColumn("scoring {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"))
     with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as progress:
         task = progress.add_task(data.name, total=total_work(data))

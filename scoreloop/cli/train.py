@@ -1,4 +1,5 @@
-"""`scoreloop` train, promote, runs, history and rollback: thin wrappers over `training`."""
+"""`scoreloop` train, promote, runs, history, rollback and value: thin wrappers over `training` (and the release
+notes of a promotion, `scoreloop.loop.release_notes`)."""
 
 from __future__ import annotations
 
@@ -60,11 +61,15 @@ def promote(
     ] = False,
 ) -> None:
     """Move `champion` to the challenger when the lower end of its gain interval clears the gate's margin and it is
-    not worse calibrated; a failing monitoring report blocks it unless --force."""
+    not worse calibrated; a failing monitoring report blocks it unless --force. A promotion writes release notes."""
+    from scoreloop.loop.release_notes import write_release_notes
     from scoreloop.training.promote import promote as run_gate
 
-    decision = run_gate(settings_of(ctx), force=force)
+    settings = settings_of(ctx)
+    decision = run_gate(settings, force=force)
     show("promoted" if decision.promoted else "not promoted", decision.to_dict())
+    if notes := write_release_notes(settings, decision):
+        console.print(f"release notes: {notes}")
 
 
 runs_app = typer.Typer(help="Training runs: studies with their best trials; `runs compare A B`.")
@@ -182,3 +187,21 @@ def rollback(
 
     entry = run_rollback(settings_of(ctx), to, reason)
     show(f"champion is version {entry['champion_after']} again", entry)
+
+
+@app.command()
+def value(ctx: typer.Context) -> None:
+    """The champion against random working and the simple approach (a few thresholds), in business terms."""
+    from scoreloop.core.value import verdict
+    from scoreloop.training.value_report import champion_value, write_value_report
+
+    settings = settings_of(ctx)
+    value = champion_value(settings)
+    table = Table(title=f"value of version {value.version} on its holdout", title_justify="left")
+    for column in ("approach", *value.table.columns):
+        table.add_column(column)
+    for name, row in value.table.iterrows():
+        table.add_row(str(name), *(f"{v:.2f}" for v in row))
+    console.print(table)
+    console.print(verdict(value.table, settings.value.margin)[1], soft_wrap=True)
+    console.print(f"report: {write_value_report(settings, value)}")

@@ -256,7 +256,7 @@ def read_columns(
         rows[spec.id_column], found = _read_ids(columns.get(spec.id_column), size, spec.id_column, with_target)
         issues += found
     if with_target and spec.time_column:
-        rows[spec.time_column], found = _read_times(columns.get(spec.time_column, [None] * size), spec.time_column)
+        rows[spec.time_column], found = read_times(columns.get(spec.time_column, [None] * size), spec.time_column)
         issues += found
     for name in spec.numeric:
         rows[name], found = _read_numbers(columns.get(name), size, spec, name)
@@ -452,7 +452,7 @@ def _read_ids(values: Sequence[Any] | None, size: int, name: str, required: bool
     return ids, sorted(issues, key=lambda issue: issue.row)
 
 
-def _read_times(values: Sequence[Any], name: str) -> tuple[np.ndarray, list[Issue]]:
+def read_times(values: Sequence[Any], name: str) -> tuple[np.ndarray, list[Issue]]:
     """Event times as naive UTC: typed times as they are, text in ISO 8601 or any format pandas reads."""
     raw = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
     if raw.dtype.kind == "M":

@@ -276,3 +276,17 @@ def evaluate(y: np.ndarray, probability: np.ndarray, top_k: float = 0.10, bins: 
 def improvement(metric: str, new: float, old: float) -> float:
     """How much better `new` is than `old` on `metric` (positive = better, whichever way the metric points)."""
     return old - new if metric in LOWER_IS_BETTER else new - old
+
+
+def wilson_interval(successes: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a rate (95% by default), per element; NaN where `n` is 0.
+
+    Unlike the normal approximation it stays inside [0, 1] and is honest for the small counts and extreme rates of
+    a young cohort or a top tier (0 of 12 converted is not "0% ± 0").
+    """
+    successes, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = successes / n
+        centre = (rate + z**2 / (2 * n)) / (1 + z**2 / n)
+        half = z * np.sqrt(rate * (1 - rate) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)

@@ -23,14 +23,15 @@ SKIP = "skip"  # in the rest and not drawn: same propensity as an explored lead,
 ARMS = (EXPLOIT, EXPLORE, SKIP)
 
 
-def work_counts(batch: int, capacity: float, epsilon: float) -> tuple[int, int]:
+def work_counts(batch: int, capacity: float, epsilon: float, count: int | None = None) -> tuple[int, int]:
     """(top, explored): how many leads of a batch of `batch` are worked from the top and at random.
 
-    `capacity` is the share of the batch sales can work, `epsilon` the share of that capacity spent exploring.
+    `capacity` is the share of the batch sales can work, or `count` the number of leads (at most the batch);
+    `epsilon` the share of that capacity spent exploring.
     """
     if not 0 < capacity <= 1 or not 0 <= epsilon <= 1:
         raise ValueError(f"capacity must be in (0, 1] and epsilon in [0, 1], got {capacity} and {epsilon}")
-    worked = round(batch * capacity)
+    worked = round(batch * capacity) if count is None else min(count, batch)
     explored = round(worked * epsilon)
     return worked - explored, explored
 
@@ -44,8 +45,10 @@ def work_plan(
     epsilon: float,
     rng: np.random.Generator,
     exploration: Exploration = "uniform",
+    count: int | None = None,
 ) -> pd.DataFrame:
-    """Decide which leads are worked: `propensity`, `worked` and `policy` (the arm: exploit/explore/skip) per lead.
+    """Decide which leads are worked: `propensity`, `worked` and `policy` (the arm: exploit/explore/skip) per lead;
+    `count`, when given, is the number of leads worked instead of the `capacity` share.
 
     The top leads by probability (ties broken by position) are worked for sure. Below them, `uniform` draws
     `explored` leads without replacement (each has propensity `explored / len(rest)`); `proportional` works each
@@ -53,7 +56,7 @@ def work_plan(
     `explored`. Rows follow the input order.
     """
     probability = np.asarray(probability, dtype=float)
-    top, explored = work_counts(len(probability), capacity, epsilon)
+    top, explored = work_counts(len(probability), capacity, epsilon, count)
     order = np.argsort(-probability, kind="stable")
     rest = order[top:]
     chance = np.zeros(len(rest))

@@ -130,6 +130,9 @@ class GateSettings(BaseModel):
     baseline_level: float = Field(
         0.90, gt=0, lt=1, description="Two-sided level of the paired bootstrap interval that decides a clear loss."
     )
+    notes_rows: int = Field(
+        5000, ge=1, description="Recent records both versions score for the release notes of a promotion."
+    )
 
 
 class MonitorSettings(BaseModel):
@@ -149,6 +152,10 @@ class MonitorSettings(BaseModel):
     )
     seed: int = 0
     bins: int = Field(10, ge=2, description="Quantile bins for PSI and calibration.")
+    outcome_days: int = Field(
+        30, ge=0, description="Days outcomes take to arrive: younger cohorts are shown as too young to judge."
+    )
+    band_width: int = Field(20, ge=1, le=100, description="Score points per band in `scoreloop bands --by band`.")
 
 
 class PolicySettings(BaseModel):
@@ -157,11 +164,40 @@ class PolicySettings(BaseModel):
     capacity: float = Field(0.2, gt=0, le=1, description="Share of each scored batch sales can work.")
     epsilon: float = Field(0.1, ge=0, le=1, description="Share of the capacity drawn at random below the top.")
     exploration: Literal["uniform", "proportional"] = Field(
-        "uniform", description="How explored leads are drawn below the top: uniformly, or with a chance that grows "
-        "with their probability (see core.policy)."
+        "uniform",
+        description="How explored leads are drawn below the top: uniformly, or with a chance that grows "
+        "with their probability (see core.policy).",
     )
     ipw_clip: float = Field(20.0, ge=1, description="Largest inverse-propensity weight a labelled record gets.")
     seed: int = 0
+
+
+class ValueSettings(BaseModel):
+    """The simple approach every training run is compared with, and the business terms of the comparison."""
+
+    features: int = Field(3, ge=1, description="Strongest features (by the model's importance) the thresholds use.")
+    depth: int = Field(2, ge=1, le=4, description="Depth of the threshold tree: 2 gives at most 4 groups of records.")
+    review_budget: float = Field(0.1, gt=0, le=1, description="Share of records a review team can check.")
+    margin: float = Field(
+        1.0, description="Conversions per 100 records worked (at the policy's capacity) the model must add."
+    )
+
+
+class AlertSettings(BaseModel):
+    """The tier-crossing webhook: where to post, the shared secret that signs each body, which tiers to watch, and
+    how delivery is retried. Off unless both `url` and `secret` are set."""
+
+    url: str | None = Field(None, pattern=r"^https?://", description="Webhook receiving tier crossings (http/https).")
+    secret: SecretStr | None = Field(None, description="HMAC-SHA256 key signing each body; only from the environment.")
+    tiers: list[str] = Field(default_factory=lambda: ["A"], min_length=1, description="Crossings into these alert.")
+    attempts: int = Field(5, ge=1, description="Delivery attempts per alert before it is dropped (and counted).")
+    backoff_seconds: float = Field(0.5, ge=0, description="Wait after the first failed attempt; doubled after each.")
+    timeout_seconds: float = Field(5.0, gt=0, description="Per attempt.")
+    queue: int = Field(10_000, ge=1, description="Alerts waiting for delivery; beyond it new ones are dropped.")
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None and self.secret is not None
 
 
 class ServeSettings(BaseModel):
@@ -221,6 +257,8 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    value: ValueSettings = Field(default_factory=ValueSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @property
     def tracking_uri(self) -> str:

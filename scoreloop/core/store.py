@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from scoreloop.core.settings import redact
@@ -288,6 +289,36 @@ class RecordStore:
             return log
         stored = _frame([ipc_table(b.features).filter(k) for b, k in zip(batches, keep, strict=True)])
         return pd.concat([log, stored.drop(columns=[c for c in stored if c in log])], axis=1)
+
+    def history(self, record_ids: Sequence[str]) -> pd.DataFrame:
+        """Every scoring of the given records, oldest first, with the stored features and the outcome if known.
+
+        The log has no index per record: the score blobs are scanned (without features) and the features decoded
+        only for the batches holding one of the records.
+        """
+        wanted = pa.array(list(record_ids), pa.string())
+        columns = [SCORE_BATCHES.c[name] for name in ("id", "scored_at", "model_name", "model_version", "scores")]
+        with self.engine.connect() as connection:
+            batches = connection.execute(sa.select(*columns).order_by(SCORE_BATCHES.c.id)).all()
+            hits = {}
+            for batch in batches:
+                mask = pc.is_in(ipc_table(batch.scores)["record_id"], value_set=wanted).fill_null(False)
+                if pc.any(mask).as_py():
+                    hits[batch.id] = (batch, mask)
+            query = sa.select(SCORE_BATCHES.c.id, SCORE_BATCHES.c.features).where(SCORE_BATCHES.c.id.in_(list(hits)))
+            features = dict(connection.execute(query).all()) if hits else {}
+        parts = []
+        for batch_id, (batch, mask) in hits.items():
+            scored = ipc_table(batch.scores).filter(mask).to_pandas()
+            stored = ipc_table(features[batch_id]).filter(mask).to_pandas()
+            meta = {"scored_at": batch.scored_at, "model_name": batch.model_name, "model_version": batch.model_version}
+            parts.append(
+                pd.concat([scored.assign(**meta), stored.drop(columns=[c for c in stored if c in scored])], axis=1)
+            )
+        empty = _frame([], SCORE_SCHEMA).assign(scored_at=pd.NaT, model_name=None, model_version=None)
+        log = pd.concat(parts, ignore_index=True) if parts else empty
+        outcomes = self.outcomes()[["record_id", "outcome", "outcome_at"]]
+        return log.merge(outcomes, on="record_id", how="left")
 
     def count(self, start: datetime | None = None, end: datetime | None = None) -> int:
         """Number of scoring log records with `start <= scored_at < end`."""

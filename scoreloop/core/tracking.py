@@ -152,7 +152,9 @@ def latest_monitoring(settings: Settings) -> tuple[str, str] | None:
     if experiment is None:
         return None
     runs = MlflowClient().search_runs(
-        [experiment.experiment_id], "tags.`scoreloop.role` = 'monitoring'", order_by=["attributes.start_time DESC"],
+        [experiment.experiment_id],
+        "tags.`scoreloop.role` = 'monitoring'",
+        order_by=["attributes.start_time DESC"],
         max_results=1,
     )
     if not runs:

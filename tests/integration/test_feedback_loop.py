@@ -139,9 +139,10 @@ def test_sliding_window_retrain_from_the_cli(loop) -> None:
     home = loop[0]
     env = {**EXPLORE_ENV, "SCORELOOP_STORE_URL": f"sqlite:///{home / 'simulate-s0-explore.db'}"}
     run = cli(home, "retrain", "--window", "28d", "--ipw", "--trials", "1", env=env)
-    summary = read_summaries(home / "reports")[-1]
-    assert summary["kind"] == "retrain" and summary["ipw"] is True
+    summary = [s for s in read_summaries(home / "reports") if s["kind"] == "retrain"][-1]  # a promotion adds notes
+    assert summary["ipw"] is True
     assert f"retrain: {summary['outcome']}" in run.stdout, run.stdout
+    assert ("release notes:" in run.stdout) == (summary["outcome"] == "promoted")
     assert summary["outcome"] in ("promoted", "refused") and "worklist value" in summary["reason"]
     gate = summary["gate"]
     assert gate["estimator"].startswith("off-policy") and gate["records"] > gate["labelled"] > 0

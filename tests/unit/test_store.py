@@ -142,3 +142,19 @@ def test_outcomes_for_ids_never_scored_are_counted_once_each(store: RecordStore)
     store.log_scores([batch(["a", "b"], JAN)])
     store.add_outcomes([Outcome("a", 1), Outcome("z", 0), Outcome("z", 1), Outcome("y", 0)])
     assert store.unmatched_outcomes() == 2
+
+
+def test_history_reads_every_scoring_of_the_records_asked_for(tmp_path: Path) -> None:
+    store = RecordStore(f"sqlite:///{tmp_path / 'records.db'}")
+    scores = {"probability": [0.1, 0.2], "score": [10, 20], "tier": ["D", "C"]}
+    for day, ids in ((1, ["a", "b"]), (2, ["b", "c"]), (3, ["a", None])):
+        at = datetime(2025, 1, day)
+        store.log_scores([ScoredBatch({"x": [float(day)] * 2}, scores, "m", str(day), record_ids=ids, scored_at=at)])
+    store.add_outcomes([Outcome("a", 1)])
+    found = store.history(["a"])
+    assert found[["record_id", "model_version", "x", "outcome"]].values.tolist() == [
+        ["a", "1", 1.0, 1],
+        ["a", "3", 3.0, 1],
+    ]
+    assert store.history(["b", "c"])["record_id"].tolist() == ["b", "b", "c"]
+    assert store.history(["z"]).empty and {"scored_at", "model_version", "score"} <= set(store.history(["z"]))
