@@ -22,6 +22,7 @@ probabilities a model's expected AUC and positive rate follow from the probabili
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -160,17 +161,11 @@ def compare(
     """Off-policy figures of two models on the same logged records and the paired intervals of the new one's gain
     (each bootstrap round resamples the records once and scores both models on them)."""
     new, old = np.asarray(new, dtype=float), np.asarray(old, dtype=float)
-    lab = logged.labelled
-
-    def on(rows: np.ndarray, proba: np.ndarray) -> float:
-        part, keep = logged.take(rows), lab[rows]
-        return binary_metric(metric, part.y[keep], proba[rows][keep], part.weights[keep])
+    new_metric, old_metric = _resampled_metric(logged, new, metric), _resampled_metric(logged, old, metric)
+    new_value, old_value = _resampled_value(logged, new, capacity), _resampled_value(logged, old, capacity)
 
     def gain(rows: np.ndarray) -> float:
-        return improvement(metric, on(rows, new), on(rows, old))
-
-    def value(rows: np.ndarray, proba: np.ndarray) -> float:
-        return worklist_value(logged.take(rows), proba[rows], capacity)
+        return improvement(metric, new_metric(rows), old_metric(rows))
 
     n = len(logged)
     interval = {"level": level, "rounds": rounds, "seed": seed}
@@ -190,11 +185,11 @@ def compare(
         gain=(improvement(metric, ours[metric], theirs[metric]), *bootstrap_interval(gain, n, **interval)),
         value_gain=(
             ours["worklist_value"] - theirs["worklist_value"],
-            *bootstrap_interval(lambda r: value(r, new) - value(r, old), n, **interval),
+            *bootstrap_interval(lambda rows: new_value(rows) - old_value(rows), n, **interval),
         ),
-        new_value_interval=bootstrap_interval(lambda r: value(r, new), n, **interval),
+        new_value_interval=bootstrap_interval(new_value, n, **interval),
         records=n,
-        labelled=int(lab.sum()),
+        labelled=int(logged.labelled.sum()),
         effective_size=logged.effective_size,
         support=logged.support,
         notes=notes,
@@ -230,18 +225,12 @@ def estimate(
     figures = point_figures(logged, probability, metric, capacity, bins)
     lab = logged.labelled
 
-    def ranked(rows: np.ndarray) -> float:
-        part, keep = logged.take(rows), lab[rows]
-        return binary_metric(metric, part.y[keep], probability[rows][keep], part.weights[keep])
-
     def rate(rows: np.ndarray) -> float:
         part = logged.take(rows)
         w = part.weights[part.labelled]
         return float(np.sum(w * part.y[part.labelled]) / w.sum()) if w.size else float("nan")
 
-    def value(rows: np.ndarray) -> float:
-        return worklist_value(logged.take(rows), probability[rows], capacity)
-
+    ranked, value = _resampled_metric(logged, probability, metric), _resampled_value(logged, probability, capacity)
     for name, statistic in ((metric, ranked), ("positive_rate_snipw", rate), ("worklist_value", value)):
         low, high = bootstrap_interval(statistic, len(logged), level, rounds, seed) if lab.any() else (np.nan,) * 2
         figures |= {f"{name}_low": low, f"{name}_high": high}
@@ -251,3 +240,19 @@ def estimate(
         "effective_size": logged.effective_size,
         "support": logged.support,
     }
+
+
+def _resampled_metric(logged: Logged, probability: np.ndarray, metric: str) -> Callable[[np.ndarray], float]:
+    """`metric` weighted by inverse propensity on the labelled records among resampled positions."""
+    labelled = logged.labelled
+
+    def statistic(rows: np.ndarray) -> float:
+        part, keep = logged.take(rows), labelled[rows]
+        return binary_metric(metric, part.y[keep], probability[rows][keep], part.weights[keep])
+
+    return statistic
+
+
+def _resampled_value(logged: Logged, probability: np.ndarray, capacity: float) -> Callable[[np.ndarray], float]:
+    """The doubly robust worklist value on resampled positions."""
+    return lambda rows: worklist_value(logged.take(rows), probability[rows], capacity)
