@@ -43,8 +43,17 @@ class StoreWatch:
         self._stop.set()
 
     def _run(self) -> None:
+        """Check every `interval`; a check that fails while the store was taking writes is confirmed by the next
+        one before the service stops taking requests: a lock held for a moment (another writer's commit on a busy
+        disk) is not an outage, while a failed write (`failed`) is believed at once."""
+        doubted = False
         while not self._stop.wait(self.interval):
-            self._update(self.store.unavailable())
+            reason = self.store.unavailable()
+            if reason is not None and self.reason is None and not doubted:
+                doubted = True
+                continue
+            doubted = False
+            self._update(reason)
 
     def _update(self, reason: str | None) -> None:
         if reason == self.reason:

@@ -4,6 +4,7 @@ fixed size and tier alerts."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -116,18 +117,27 @@ def test_a_worklist_of_fixed_size_for_the_whole_file_and_per_day(trained_home: P
     assert logged["worked"].astype(bool).tolist() == queue["worked"].tolist()
 
 
+@pytest.fixture(scope="module")
+def alerting_home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the trained home for the alerting servers. Two servers must not share one BentoML home: BentoML
+    empties its Prometheus directory when a server starts, which would wipe the session server's counters."""
+    home = tmp_path_factory.mktemp("alerts") / "home"
+    shutil.copytree(trained_home, home, ignore=shutil.ignore_patterns("prometheus_multiproc_dir", "*.log"))
+    return home
+
+
 def alerting_server(home: Path, url: str):
-    """A second `scoreloop serve` of the same home, posting crossings into A or B to `url`."""
+    """A `scoreloop serve` of `home`, posting crossings into A or B to `url`."""
     port = free_port()
     env = clean_env(SCORELOOP_ALERTS__URL=url, SCORELOOP_ALERTS__SECRET="s3cret", SCORELOOP_ALERTS__TIERS='["A","B"]',
                     SCORELOOP_ALERTS__BACKOFF_SECONDS="0.1", SCORELOOP_ALERTS__ATTEMPTS="3")  # fmt: skip
     return running(serve_command(home, port), f"http://127.0.0.1:{port}/readyz", home / f"alerts-{port}.log", env)
 
 
-def test_webhook_receives_signed_tier_crossings_retried_and_a_dead_one_is_counted(trained_home: Path) -> None:
+def test_webhook_receives_signed_tier_crossings_retried_and_a_dead_one_is_counted(alerting_home: Path) -> None:
     receiver = Receiver(failures=1)
     try:
-        with alerting_server(trained_home, receiver.url) as process:
+        with alerting_server(alerting_home, receiver.url) as process:
             server = f"http://127.0.0.1:{process.args[-1]}"
             before = score(server, {"lead_id": "alert-1", **QUIET})
             after = score(server, {"lead_id": "alert-1", **BUSY})
@@ -145,7 +155,7 @@ def test_webhook_receives_signed_tier_crossings_retried_and_a_dead_one_is_counte
             assert metric(server, "scoreloop_alerts_delivered_total") == 1
     finally:
         receiver.server.shutdown()
-    with alerting_server(trained_home, f"http://127.0.0.1:{free_port()}/down") as process:
+    with alerting_server(alerting_home, f"http://127.0.0.1:{free_port()}/down") as process:
         server = f"http://127.0.0.1:{process.args[-1]}"
         score(server, {"lead_id": "alert-2", **QUIET})
         began = time.monotonic()
