@@ -69,13 +69,16 @@ def test_scoring_is_logged_with_inputs_scores_version_and_time(server: str, trai
 
 
 def test_adaptive_batching_merges_concurrent_requests(server: str) -> None:
+    def batches() -> float:
+        return metric(server, "bentoml_service_adaptive_batch_size_count", method_name="score", runner_name="scoreloop",
+                      service_name="scoreloop", service_version="not available", worker_index="1")  # fmt: skip
+
+    before = batches()  # the session's server has scored for other modules already
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(lambda i: post(server, "/score", {"records": [{"lead_id": f"c{i}"}]}), range(64)))
     assert all(r.status_code == 200 for r in responses)
     assert [r.json()[0]["id"] for r in responses] == [f"c{i}" for i in range(64)]
-    merged = metric(server, "bentoml_service_adaptive_batch_size_count", method_name="score", runner_name="scoreloop",
-                    service_name="scoreloop", service_version="not available", worker_index="1")  # fmt: skip
-    assert 0 < merged <= 64 + 100  # counted per batch; batches hold several requests under load
+    assert 0 < batches() - before <= 64  # counted per batch; batches hold several requests under load
 
 
 def test_unseen_categories_and_missing_fields_are_counted(server: str) -> None:
