@@ -170,7 +170,7 @@ def retrain(
     drift = build_drift_report(previous, current, spec, out_dir) if len(current) and len(previous) else None
     bounds = {"start": start.isoformat(), "end": end.isoformat(), "previous_start": previous_start.isoformat()}
     source = f"scoring log {start:%Y%m%dT%H%M%S} to {end:%Y%m%dT%H%M%S}"
-    trained, decision, failure, refused = _train_and_gate(settings, spec, logged, ipw, source, study_name)
+    trained, decision, failure, refused = _train_and_gate(settings, spec, logged, current, ipw, source, study_name)
     params = {"window": str(window), "basis": basis, "ipw": ipw, "ipw_clip": settings.policy.ipw_clip, **bounds}
     findings = retrain_findings(
         current,
@@ -190,12 +190,17 @@ def retrain(
 
 
 def _train_and_gate(
-    settings: Settings, spec: DatasetSpec, logged: pd.DataFrame, ipw: bool, source: str, study_name: str | None
+    settings: Settings,
+    spec: DatasetSpec,
+    logged: pd.DataFrame,
+    current: pd.DataFrame,
+    ipw: bool,
+    source: str,
+    study_name: str | None,
 ) -> tuple[TrainResult | None, GateDecision | None, str, bool]:
     """Train a challenger on the window's labelled rows, attach the logged decisions of its holdout span (every
     record scored there, worked or not) for the gate's off-policy figures, and run the gate; or say why nothing
-    could be trained (and whether it was the data floor that refused)."""
-    current = training_rows(logged, spec)
+    could be trained (and whether it was the data floor that refused). `current` is `logged`'s labelled rows."""
     weights = ipw_weights(current[PROPENSITY], settings.policy.ipw_clip) if ipw else None
     rows = current.drop(columns=[PROPENSITY, "policy"])
     try:

@@ -257,7 +257,8 @@ def simulate_arm(
             "explored": int((plan["policy"] == EXPLORE).sum()),
             "monitor_status": status,
         }
-        champion_next = true_auc(model.predict_proba(following), following)
+        champion_proba = model.predict_proba(following)
+        champion_next = true_auc(champion_proba, following)
         if arm == STALE_ARM:
             records.append(_record(arm, seed, cycle, model.version, champion_next, month))
             continue
@@ -283,7 +284,7 @@ def simulate_arm(
         if promoted and not gate.get("promoted"):  # the naive arms deploy every retrain
             MlflowClient().set_registered_model_alias(settings.model_name, CHAMPION, version.version)
         value = (
-            _worklist_check(model, challenger_next, following, settings, judge_rng, config.value_level)
+            _worklist_check(champion_proba, challenger_next, following, settings, judge_rng, config.value_level)
             if policy.epsilon > 0
             else (np.nan,) * 4
         )
@@ -324,12 +325,16 @@ def _record(
 
 
 def _worklist_check(
-    champion, challenger_next: np.ndarray, following: pd.DataFrame, settings: Settings, rng, level: float
+    champion_next: np.ndarray,
+    challenger_next: np.ndarray,
+    following: pd.DataFrame,
+    settings: Settings,
+    rng,
+    level: float,
 ) -> tuple[float, float, float, float]:
     """The doubly robust estimate of the challenger's worklist value on the next month as the champion's policy
     would log it (a draw of its own), with its interval, and the true value there."""
     policy = settings.policy
-    champion_next = champion.predict_proba(following)
     plan = work_plan(champion_next, policy.capacity, policy.epsilon, rng, policy.exploration)
     truth = following[TRUTH].to_numpy()
     outcome = (rng.random(len(truth)) < truth).astype(float)
