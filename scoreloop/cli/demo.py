@@ -17,6 +17,7 @@ from scoreloop.cli.app import console
 from scoreloop.cli.main import app
 from scoreloop.core.settings import Settings
 from scoreloop.core.synthetic import EXTRA_COLUMNS
+from scoreloop.core.tracking import configure, runs_page
 
 
 def run(*args: str) -> None:
@@ -78,10 +79,12 @@ def main(rows: int = 20_000, trials: int = 6) -> None:
     run("score", str(current), "-o", str(data / "scored-last-quarter.csv"))
     run("simulate", "--cycles", "3", "--rows", "3000", "--json", str(home / "simulation.json"))
     console.rule("done")
+    runs = runs_page(settings, configure(settings))
     console.print(
         f"finished in {time.monotonic() - began:.0f} s; everything is under {home}\n"
         f"  feedback loop:    {_newest(settings.reports_dir, 'simulate')}  (the arms judged against the truth)\n"
         f"  runs and models:  mlflow ui --backend-store-uri {settings.tracking_uri_redacted}\n"
+        f"                    then {runs}\n"
         f"  reports index:    {settings.reports_dir / 'index.html'}  (drift, monitoring, feedback loop)\n"
         f"  scored quarter:   {data / 'scored-last-quarter.csv'}\n"
         f"  quarantined rows: {data / 'leads.quarantine.csv'}\n"

@@ -33,6 +33,7 @@ def train(
     if spec is None or data is None:
         raise fail("--spec and --data are required (or --resume-logging)")
     from scoreloop.core.spec import DatasetSpec
+    from scoreloop.core.tracking import configure, runs_page
     from scoreloop.training.train import train as train_model
 
     if trials:
@@ -41,6 +42,7 @@ def train(
         settings.train.workers = workers
     result = train_model(settings, DatasetSpec.load(spec), data, study)
     show("trained", result.__dict__)
+    console.print(f"runs: {runs_page(settings, configure(settings))}", soft_wrap=True)
 
 
 def _resume_logging(settings: Settings) -> None:

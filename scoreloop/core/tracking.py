@@ -6,9 +6,11 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.entities import Experiment
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
@@ -17,6 +19,13 @@ from scoreloop.core.settings import Settings
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# MLflow 3's experiment kind, as its UI writes it when a user picks "Machine learning" for an experiment.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+# MLflow 3.17's UI lands on the view of its GenAI/Model training switch (default GenAI) whatever the kind: a link
+# carries the switch so that it opens on the runs.
+RUNS_VIEW = "workflowType=machine_learning"
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens
 
 
 def configure(settings: Settings, experiment: str | None = None) -> str:
@@ -37,6 +46,7 @@ def configure(settings: Settings, experiment: str | None = None) -> str:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     if run_id := os.environ.get("MLFLOW_RUN_ID"):
         experiment_id = MlflowClient().get_run(run_id).info.experiment_id
+        mark_model_training(MlflowClient().get_experiment(experiment_id))
         mlflow.set_experiment(experiment_id=experiment_id)
         return experiment_id
     name = experiment or settings.experiment
@@ -51,11 +61,31 @@ def configure(settings: Settings, experiment: str | None = None) -> str:
         raise
     if found is None:
         location = (settings.artifact_root / name).as_uri() if settings.tracking_uri.startswith("sqlite:") else None
-        experiment_id = mlflow.create_experiment(name, artifact_location=location)
+        experiment_id = mlflow.create_experiment(
+            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+        )
     else:
         experiment_id = found.experiment_id
+        mark_model_training(found)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def mark_model_training(experiment: Experiment) -> None:
+    """Tag an experiment as model training (so MLflow's UI treats it as runs, not GenAI traces) unless it already
+    has a kind: experiments of a home from before the tag get it when next used; a kind a user chose stays."""
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+
+
+def runs_page(settings: Settings, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment's runs: on the tracking server (without any credentials in its URI), or
+    on `mlflow ui`'s default address for a store that is a database or folder."""
+    uri = urlsplit(settings.tracking_uri)
+    base = (
+        uri._replace(netloc=uri.netloc.rpartition("@")[2]).geturl() if uri.scheme in ("http", "https") else DEFAULT_UI
+    )
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}?{RUNS_VIEW}"
 
 
 @contextmanager
