@@ -28,6 +28,7 @@ from scoreloop.core.ingest import read_raw
 from scoreloop.core.metrics import psi
 from scoreloop.core.model import LOWEST_TIER, ModelCard
 from scoreloop.core.pages import badge, new_figure, new_report_dir, png, table, write_index, write_report
+from scoreloop.core.progress import Progress, silent
 from scoreloop.core.settings import MonitorSettings, Settings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import RecordStore
@@ -114,13 +115,22 @@ def read_features(path: Path, spec: DatasetSpec) -> pd.DataFrame:
 
 
 def monitor_drift(
-    settings: Settings, spec: DatasetSpec, reference: Path, current: Path, *, name: str = ""
+    settings: Settings,
+    spec: DatasetSpec,
+    reference: Path,
+    current: Path,
+    *,
+    name: str = "",
+    progress: Progress = silent,
 ) -> MonitorReport:
     """Files mode: data drift and data quality of `current` against `reference`, judged and logged.
 
-    `name` (sanitised) labels the report folder."""
+    `name` (sanitised) labels the report folder; `progress` hears of the steps (reading, drift report, publishing).
+    """
+    progress(0, 3, "reading both files")
     ref, cur = read_features(reference, spec), read_features(current, spec)
     out_dir = new_report_dir(settings.reports_dir, "drift", name)
+    progress(1, 3, "drift report (Evidently)")
     drift = build_drift_report(ref, cur, spec, out_dir, data_summary=True)
     findings = drift_findings(
         ref,
@@ -132,6 +142,7 @@ def monitor_drift(
         model_version=_champion_version(settings),
         params={"reference": str(reference), "current": str(current)},
     )
+    progress(2, 3, "publishing the report")
     return publish(settings, out_dir, findings, drift)
 
 
@@ -163,19 +174,26 @@ def monitor_period(
     spec: DatasetSpec | None = None,
     store: RecordStore | None = None,
     name: str = "",
+    progress: Progress = silent,
 ) -> MonitorReport:
     """Period mode: the scoring log's `[end - period, end)` against `reference` (default: the period before).
 
     `end` defaults to just after the last scored record. The spec, tier names and category vocabulary come from
     the model card of the version that scored the period's last record, unless `spec` is given. `name`
-    (sanitised) labels the report folder.
+    (sanitised) labels the report folder. `progress` hears of the steps (reading, drift report, quality report,
+    publishing).
     """
     settings.ensure_home()
+    progress(0, 4, "reading the scoring log")
     data = collect_period(settings, store or RecordStore(settings.record_store_url), period, end, reference, spec)
     out_dir = new_report_dir(settings.reports_dir, "monitor", name)
+    progress(1, 4, "drift report (Evidently)")
     drift = build_drift_report(*data.samples, data.spec, out_dir, prediction="probability", data_summary=True)
     findings = period_findings(data, drift, settings)
-    return publish(settings, out_dir, findings, drift, _quality_report(data, findings, out_dir, settings.monitor))
+    progress(2, 4, "quality report on the labelled records (Evidently)")
+    quality = _quality_report(data, findings, out_dir, settings.monitor)
+    progress(3, 4, "publishing the report")
+    return publish(settings, out_dir, findings, drift, quality)
 
 
 def collect_period(

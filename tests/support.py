@@ -7,6 +7,8 @@ Plain functions, no pytest, so a benchmark imports them without the test runner;
 from __future__ import annotations
 
 import os
+import pty
+import select
 import signal
 import socket
 import subprocess
@@ -43,6 +45,37 @@ def cli(
     if check and result.returncode != 0:
         raise AssertionError(f"scoreloop {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def cli_on_terminal(home: Path, *args: str, timeout: float = 600) -> str:
+    """Run the real `scoreloop` CLI with its stdout and stderr on a pseudo-terminal, as from a user's shell; returns
+    everything it wrote there (live redraws included), and fails on a non-zero exit."""
+    main, child = pty.openpty()
+    command = [sys.executable, "-m", "scoreloop", "--home", str(home), *args]
+    env = clean_env(COLUMNS="200", TERM="xterm-256color")
+    process = subprocess.Popen(command, stdin=child, stdout=child, stderr=child, env=env, start_new_session=True)
+    os.close(child)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([main], [], [], 1)[0]:
+                try:
+                    chunk = os.read(main, 65536)
+                except OSError:  # EIO: every writer closed the terminal
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif process.poll() is not None:
+                break
+    finally:
+        os.close(main)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    output = b"".join(chunks).decode(errors="replace")
+    if process.wait() != 0:
+        raise AssertionError(f"scoreloop {' '.join(args)} failed on a terminal:\n{output[-3000:]}")
+    return output
 
 
 def train_home(home: Path, *generate: str, trials: int) -> Path:

@@ -25,6 +25,7 @@ from scoreloop.core.ingest import read_rows
 from scoreloop.core.metrics import decile_metrics, decile_table, evaluate, expected_calibration_error, roc_auc
 from scoreloop.core.model import ModelCard, fit_card_scale, make_pool, model_frame
 from scoreloop.core.pages import page
+from scoreloop.core.progress import Progress, silent
 from scoreloop.core.settings import Settings, TrainSettings, redact
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.tracking import configure, unreachable_reason
@@ -84,12 +85,16 @@ def require_tracking(settings: Settings) -> None:
         )
 
 
-def train(settings: Settings, spec: DatasetSpec, data: Path, study_name: str | None = None) -> TrainResult:
+def train(
+    settings: Settings, spec: DatasetSpec, data: Path, study_name: str | None = None, progress: Progress = silent
+) -> TrainResult:
     """Train from a file: see `train_rows`."""
     start_worker_server(settings.train.workers)  # its imports overlap reading the data
     require_tracking(settings)
     rows, rejected = load_rows(data, spec)
-    return train_rows(settings, spec, rows, source=str(data), rows_rejected=rejected, study_name=study_name)
+    return train_rows(
+        settings, spec, rows, source=str(data), rows_rejected=rejected, study_name=study_name, progress=progress
+    )
 
 
 def train_rows(
@@ -101,6 +106,7 @@ def train_rows(
     weights: pd.Series | None = None,
     rows_rejected: int = 0,
     study_name: str | None = None,
+    progress: Progress = silent,
 ) -> TrainResult:
     """Tune on an out-of-time split (k folds over train+valid for small data), select among the candidates, refit
     the winner on train+valid, calibrate it on its out-of-fold predictions, register it as `challenger`.
@@ -109,7 +115,7 @@ def train_rows(
     `weights` (aligned on their index) weight the training and validation rows, e.g. inverse propensities when the
     labels were chosen by a previous model. Running again with the same `study_name` adds trials to that Optuna
     study (under a new parent run). Everything after tuning is kept on disk before it is logged (see
-    `training.pending`).
+    `training.pending`). `progress` hears of every trial (with the best figure so far), then of the evaluation.
     """
     config = settings.train
     check_floor(rows, spec, config)
@@ -126,7 +132,8 @@ def train_rows(
         ]
         _log_settings(settings, source, len(rows), rows_rejected, weights is not None, split, len(folds))
         log_lineage(split, spec, redact(source))
-        tuning = tune(settings, study_name, folds, run_id, experiment_id, mlflow.get_tracking_uri())
+        tuning = tune(settings, study_name, folds, run_id, experiment_id, mlflow.get_tracking_uri(), progress)
+        progress(config.trials, config.trials, "refitting, calibrating and evaluating the best trial")
         directory = _evaluate(settings, spec, split, folds, tuning, weights, run_id, rows_rejected)
     except BaseException as exc:
         _end_failed(settings, study_name, exc)

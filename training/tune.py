@@ -25,7 +25,7 @@ import multiprocessing.forkserver
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ import pandas as pd
 from catboost import CatBoostClassifier, Pool
 
 from scoreloop.core.model import make_pool, model_frame
+from scoreloop.core.progress import Progress, silent
 from scoreloop.core.settings import SearchSpace, Settings, TrainSettings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.training.trial_runs import TrialRuns
@@ -259,9 +260,9 @@ def open_study(settings: Settings, study_name: str, fingerprint: dict) -> optuna
     return study
 
 
-def run_trials(job: TuningJob, claims: TrialClaims) -> int:
+def run_trials(job: TuningJob, claims: TrialClaims, after_trial: Callable[[optuna.Study], None] | None = None) -> int:
     """Run trials of the study in this process while `claims` hands them out (the body of every worker); returns
-    the count run."""
+    the count run. `after_trial` is called with the study after each trial this process ran."""
     config = job.settings.train
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -307,10 +308,22 @@ def run_trials(job: TuningJob, claims: TrialClaims) -> int:
         while claims.claim(first=ran == 0):
             study.optimize(objective, n_trials=1)
             ran += 1
+            if after_trial is not None:
+                after_trial(study)
     except BaseException:
         claims.cancel()
         raise
     return ran
+
+
+def report_trials(study: optuna.Study, trials_before: int, trials: int, progress: Progress) -> None:
+    """Report the session's finished trials out of `trials`, with the study's best validation AUC so far."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    finished = study.get_trials(deepcopy=False, states=states)
+    done = sum(trial.number >= trials_before for trial in finished)
+    values = [trial.value for trial in finished if trial.state == optuna.trial.TrialState.COMPLETE]
+    best = f", best valid AUC {max(values):.4f}" if values else ""
+    progress(done, trials, f"trial {done} of {trials}{best}")
 
 
 def fit_folds(
@@ -376,13 +389,15 @@ def tune(
     parent_run_id: str,
     experiment_id: str,
     tracking_uri: str,
+    progress: Progress = silent,
 ) -> TuningResult:
     """Add `settings.train.trials` trials to the study in `settings.train.workers` processes (this one included).
 
     `data` is one fold (the validation slice) or several (small-data cross-validation: a trial's value is its mean
     validation AUC over them, and each fold's figures are logged on its run as `fold_<k>_*`). Every trial is a
     child run of `parent_run_id` whichever process ran it. Worker processes share the CPU threads: each fits with
-    `threads // workers` threads.
+    `threads // workers` threads. `progress` hears of the session's finished trials (from every worker, counted
+    after each trial of this process and at the end) with the study's best validation AUC so far.
     """
     folds = (data,) if isinstance(data, TuningData) else tuple(data)
     config = settings.train
@@ -408,8 +423,9 @@ def tune(
     )
     with pool:
         others = [pool.submit(_run_pooled, job) for job in jobs[1:]]
-        run_trials(jobs[0], claims)
+        run_trials(jobs[0], claims, lambda study: report_trials(study, trials_before, config.trials, progress))
         for done in others:
             done.result()
+    report_trials(study, trials_before, config.trials, progress)
     session = [trial for trial in study.get_trials() if trial.number >= trials_before]
     return TuningResult(study, session, time.monotonic() - started)

@@ -4,6 +4,8 @@ object built once per invocation. The commands live in sibling modules; `scorelo
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from scoreloop.core.progress import Progress
 from scoreloop.core.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Experiment-tracked scoring models, end to end.")
@@ -50,3 +53,21 @@ def print_error(message: str) -> None:
 def fail(message: str) -> typer.Exit:
     print_error(message)
     return typer.Exit(code=2)
+
+
+@contextmanager
+def progress_bar(title: str) -> Iterator[Progress]:
+    """A live bar for a long operation's `Progress` (title, bar, share, time left, the operation's note), erased when
+    done; nothing at all when the console is not a terminal (logs, pipes, CI), where the result lines suffice."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn(title),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("", total=None)
+        yield lambda done, total, note: bar.update(task, completed=done, total=total, description=note, refresh=True)

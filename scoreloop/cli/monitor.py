@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from scoreloop.cli.app import app, console, fail, settings_of, show
+from scoreloop.cli.app import app, console, fail, progress_bar, settings_of, show
 
 
 def parse_period(text: str) -> timedelta:
@@ -68,9 +68,13 @@ def monitor(
             raise fail("give both --reference-start and --reference-end, or neither (the previous period)")
         window = Window(reference_start, reference_end) if reference_start and reference_end else None
         loaded = DatasetSpec.load(spec) if spec else None
-        report = monitor_period(settings, parse_period(period), end=end, reference=window, spec=loaded, name=name)
+        with progress_bar("monitoring") as progress:
+            report = monitor_period(
+                settings, parse_period(period), end=end, reference=window, spec=loaded, name=name, progress=progress
+            )
     elif reference and current and spec:
-        report = monitor_drift(settings, DatasetSpec.load(spec), reference, current, name=name)
+        with progress_bar("monitoring") as progress:
+            report = monitor_drift(settings, DatasetSpec.load(spec), reference, current, name=name, progress=progress)
     else:
         raise fail("give --period (scoring log) or all of --reference, --current and --spec (files)")
     show_report("monitoring", report, gate)
@@ -99,7 +103,10 @@ def retrain(
         settings.train.trials = trials
     loaded = DatasetSpec.load(spec) if spec else None
     basis = "record" if time == "record" else "scored_at"
-    result = run_retrain(settings, parse_period(window), end=end, ipw=ipw, basis=basis, spec=loaded)
+    with progress_bar("retraining") as progress:
+        result = run_retrain(
+            settings, parse_period(window), end=end, ipw=ipw, basis=basis, spec=loaded, progress=progress
+        )
     show(f"retrain: {result.outcome}", result.to_dict())
     if result.findings.gate and (notes := write_release_notes(settings, GateDecision(**result.findings.gate))):
         console.print(f"release notes: {notes}")
@@ -167,7 +174,8 @@ def simulate(
         replay = (load_rows(data, loaded)[0], loaded)
     config = SimulationConfig(cycles=cycles, rows=rows, seeds=parse_seeds(seeds), window=window, monitor=monitor,
                               arms=chosen)  # fmt: skip
-    records, report = run_simulation(settings, config, replay)
+    with progress_bar("simulating") as progress:
+        records, report = run_simulation(settings, config, replay, progress)
     if json_out is not None:
         fields = ("arm", "seed", "cycle", "true_auc_champion", "true_auc_challenger", "promoted", "conversions",
                   "gate_estimate", "gate_low", "gate_high")  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from scoreloop.cli.app import app, console, fail, settings_of, show
+from scoreloop.cli.app import app, console, fail, progress_bar, settings_of, show
 
 
 @app.command()
@@ -57,8 +57,6 @@ def score(
 ) -> None:
     """Score DATA (CSV or Parquet, any size) with the champion, as /score does; refused rows go to OUTPUT's
     .quarantine.csv with a reason each. Rows in = rows scored + rows quarantined."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     from scoreloop.core.store import RecordStore
     from scoreloop.core.tracking import load_registered
     from scoreloop.serving.batch import Worklist, file_kind, score_file, total_work
@@ -72,15 +70,14 @@ def score(
         raise fail("--per-day needs a time column in the model's spec; it has none")
     store = RecordStore(settings.record_store_url) if work else None
     worklist = Worklist(settings.policy, store, capacity, per_day, settings.serve.explain_top) if store else None
-    columns = (TextColumn("scoring {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"))
-    with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as progress:
-        task = progress.add_task(data.name, total=total_work(data))
+    total = total_work(data)
+    with progress_bar(f"scoring {data.name}") as progress:
         report = score_file(
             model,
             data,
             output,
             chunk_rows=chunk_rows,
-            on_chunk=lambda done: progress.update(task, completed=done),
+            on_chunk=lambda done: progress(done, total, ""),
             worklist=worklist,
         )
     show("scored", report.to_dict())

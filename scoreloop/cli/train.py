@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from scoreloop.cli.app import app, console, fail, settings_of, show
+from scoreloop.cli.app import app, console, fail, progress_bar, settings_of, show
 from scoreloop.core.settings import Settings
 
 
@@ -40,7 +40,8 @@ def train(
         settings.train.trials = trials
     if workers:
         settings.train.workers = workers
-    result = train_model(settings, DatasetSpec.load(spec), data, study)
+    with progress_bar(f"training {settings.train.trials} trials") as progress:
+        result = train_model(settings, DatasetSpec.load(spec), data, study, progress)
     show("trained", result.__dict__)
     console.print(f"runs: {runs_page(settings, configure(settings))}", soft_wrap=True)
 

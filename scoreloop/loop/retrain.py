@@ -25,6 +25,7 @@ import pandas as pd
 from scoreloop.core.metrics import positive_rate
 from scoreloop.core.pages import new_report_dir, table, write_index, write_report
 from scoreloop.core.policy import EXPLORE, ipw_weights
+from scoreloop.core.progress import Progress, silent, within
 from scoreloop.core.settings import Settings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import RecordStore
@@ -37,6 +38,7 @@ from scoreloop.training.train import TooLittleData, TrainResult, train_rows
 TimeBasis = Literal["scored_at", "record"]
 TOO_LITTLE_DATA = "refused: too little data"
 STATUS = {"promoted": "promoted", "refused": "refused", TOO_LITTLE_DATA: "refused"}  # outcome -> page status
+RETRAIN_STEPS = 4
 
 
 @dataclass(frozen=True)
@@ -152,13 +154,16 @@ def retrain(
     spec: DatasetSpec | None = None,
     store: RecordStore | None = None,
     study_name: str | None = None,
+    progress: Progress = silent,
 ) -> RetrainResult:
     """Train a challenger on the labelled records of `[end - window, end)`, run the gate, record why.
 
     `end` defaults to just after the last scored record; `spec` to the champion's. With `basis="record"` the
     window applies to the records' own time column instead of `scored_at`. `study_name` names the Optuna study.
+    `progress` hears of the four steps (reading, drift report, training and gate with its trials, publishing).
     """
     settings.ensure_home()
+    progress(0, RETRAIN_STEPS, "reading the scoring log")
     store = store or RecordStore(settings.record_store_url)
     spec = spec or load_registered(settings).spec
     end = end or _after_last(store)
@@ -167,10 +172,15 @@ def retrain(
     logged, logged_before, scored = _window_rows(store, spec, basis, (previous_start, start, end))
     current, previous = training_rows(logged, spec), training_rows(logged_before, spec)
     out_dir = new_report_dir(settings.reports_dir, "retrain")
+    progress(1, RETRAIN_STEPS, "drift report of the window against the previous one")
     drift = build_drift_report(previous, current, spec, out_dir) if len(current) and len(previous) else None
     bounds = {"start": start.isoformat(), "end": end.isoformat(), "previous_start": previous_start.isoformat()}
     source = f"scoring log {start:%Y%m%dT%H%M%S} to {end:%Y%m%dT%H%M%S}"
-    trained, decision, failure, refused = _train_and_gate(settings, spec, logged, current, ipw, source, study_name)
+    training = within(progress, 2, RETRAIN_STEPS, "training")
+    trained, decision, failure, refused = _train_and_gate(
+        settings, spec, logged, current, ipw, source, study_name, training
+    )
+    progress(3, RETRAIN_STEPS, "publishing the report")
     params = {"window": str(window), "basis": basis, "ipw": ipw, "ipw_clip": settings.policy.ipw_clip, **bounds}
     findings = retrain_findings(
         current,
@@ -186,7 +196,9 @@ def retrain(
         failure=failure,
         too_little_data=refused,
     )
-    return publish_retrain(settings, out_dir, findings)
+    result = publish_retrain(settings, out_dir, findings)
+    progress(RETRAIN_STEPS, RETRAIN_STEPS, result.outcome)
+    return result
 
 
 def _train_and_gate(
@@ -197,6 +209,7 @@ def _train_and_gate(
     ipw: bool,
     source: str,
     study_name: str | None,
+    progress: Progress,
 ) -> tuple[TrainResult | None, GateDecision | None, str, bool]:
     """Train a challenger on the window's labelled rows, attach the logged decisions of its holdout span (every
     record scored there, worked or not) for the gate's off-policy figures, and run the gate; or say why nothing
@@ -204,7 +217,9 @@ def _train_and_gate(
     weights = ipw_weights(current[PROPENSITY], settings.policy.ipw_clip) if ipw else None
     rows = current.drop(columns=[PROPENSITY, "policy"])
     try:
-        trained = train_rows(settings, spec, rows, source=source, weights=weights, study_name=study_name)
+        trained = train_rows(
+            settings, spec, rows, source=source, weights=weights, study_name=study_name, progress=progress
+        )
     except TooLittleData as exc:
         return None, None, str(exc), True
     except ValueError as exc:

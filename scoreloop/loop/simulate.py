@@ -35,6 +35,7 @@ from scoreloop.core.metrics import expected_auc, top_k_rows
 from scoreloop.core.offpolicy import Logged, compare
 from scoreloop.core.pages import new_figure, new_report_dir, png, table, write_index, write_report
 from scoreloop.core.policy import EXPLORE, work_plan
+from scoreloop.core.progress import Progress, silent, within
 from scoreloop.core.settings import Settings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import Outcome, RecordStore, ScoredBatch
@@ -207,7 +208,7 @@ def arm_settings(settings: Settings, arm: str, seed: int) -> Settings:
     )
 
 
-def train_pilot(settings: Settings, world: World, seed: int) -> TrainResult:
+def train_pilot(settings: Settings, world: World, seed: int, progress: Progress = silent) -> TrainResult:
     """The first champion of a seed, trained on the pilot month in which every record was worked."""
     pilot = settings.model_copy(
         update={
@@ -216,7 +217,8 @@ def train_pilot(settings: Settings, world: World, seed: int) -> TrainResult:
         }
     )
     rows = world.months[0].drop(columns=TRUTH)
-    return train_rows(pilot, world.spec, rows, source=f"pilot month: {world.source}", study_name=pilot.model_name)
+    source = f"pilot month: {world.source}"
+    return train_rows(pilot, world.spec, rows, source=source, study_name=pilot.model_name, progress=progress)
 
 
 def true_auc(probability: np.ndarray, month: pd.DataFrame) -> float:
@@ -225,9 +227,15 @@ def true_auc(probability: np.ndarray, month: pd.DataFrame) -> float:
 
 
 def simulate_arm(
-    settings: Settings, arm: str, seed: int, config: SimulationConfig, world: World, pilot: TrainResult
+    settings: Settings,
+    arm: str,
+    seed: int,
+    config: SimulationConfig,
+    world: World,
+    pilot: TrainResult,
+    progress: Progress = silent,
 ) -> list[CycleRecord]:
-    """Run one arm's loop from the pilot champion; one record per cycle."""
+    """Run one arm's loop from the pilot champion; one record per cycle. `progress` counts the cycles."""
     settings = arm_settings(settings, arm, seed)
     spec, bounds = world.spec, world.bounds
     configure(settings)
@@ -238,6 +246,8 @@ def simulate_arm(
     policy = settings.policy
     records = []
     for cycle in range(1, config.cycles + 1):
+        step = f"cycle {cycle} of {config.cycles}"
+        progress(cycle - 1, config.cycles, step)
         batch, following, model = world.months[cycle], world.months[cycle + 1], load_registered(settings)
         scored = model.score(batch).set_axis(batch.index)
         probability = scored["probability"].to_numpy()
@@ -271,6 +281,7 @@ def simulate_arm(
             spec=spec,
             store=store,
             study_name=f"{settings.model_name}-cycle{cycle}",
+            progress=within(progress, cycle - 1, config.cycles, f"{step}, retrain"),
         )
         gate, version = retrained.findings.gate, retrained.findings.train
         if version is None:
@@ -378,16 +389,24 @@ def _moment(value: pd.Timestamp) -> datetime:
 
 
 def run_simulation(
-    settings: Settings, config: SimulationConfig, replay: tuple[pd.DataFrame, DatasetSpec] | None = None
+    settings: Settings,
+    config: SimulationConfig,
+    replay: tuple[pd.DataFrame, DatasetSpec] | None = None,
+    progress: Progress = silent,
 ) -> tuple[list[CycleRecord], Path]:
     """Every arm on every seed's world (synthetic, or a replay of `replay`'s rows), each seed from its own pilot
-    champion; then one comparison report."""
+    champion; then one comparison report. `progress` counts a unit per seed's pilot and per arm's cycle."""
     records = []
+    total, done = len(config.seeds) * (1 + len(config.arms) * config.cycles), 0
     for seed in config.seeds:
         world = replay_world(*replay, config, seed) if replay else synthetic_world(config, seed)
-        pilot = train_pilot(settings, world, seed)
+        pilot = train_pilot(settings, world, seed, within(progress, done, total, f"seed {seed}, pilot"))
+        done += 1
         for arm in config.arms:
-            records += simulate_arm(settings, arm, seed, config, world, pilot)
+            arm_progress = within(progress, done, total, f"seed {seed}, {arm}", span=config.cycles)
+            records += simulate_arm(settings, arm, seed, config, world, pilot, arm_progress)
+            done += config.cycles
+    progress(total, total, "writing the comparison report")
     return records, simulation_report(settings, records, config, world.source)
 
 
