@@ -59,7 +59,8 @@ def fail(message: str) -> typer.Exit:
 def progress_bar(title: str) -> Iterator[Progress]:
     """A live bar for a long operation's `Progress` (title, bar, share, time left, the operation's note), erased when
     done; nothing at all when the console is not a terminal (logs, pipes, CI), where the result lines suffice."""
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as LiveBar
 
     columns = (
         TextColumn(title),
@@ -68,6 +69,6 @@ def progress_bar(title: str) -> Iterator[Progress]:
         TimeRemainingColumn(),
         TextColumn("{task.description}"),
     )
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+    with LiveBar(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("", total=None)
         yield lambda done, total, note: bar.update(task, completed=done, total=total, description=note, refresh=True)

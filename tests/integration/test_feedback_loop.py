@@ -52,10 +52,33 @@ def loop_settings(home: Path) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+def heard() -> list[tuple[float, float, str]]:
+    """What the simulation's progress callback was told."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory, heard: list) -> tuple[Path, pd.DataFrame]:
     home = tmp_path_factory.mktemp("loop")
-    records, _ = run_simulation(loop_settings(home), CONFIG)
+    records, _ = run_simulation(loop_settings(home), CONFIG, progress=lambda *call: heard.append(call))
     return home, pd.DataFrame([r.to_dict() for r in records])
+
+
+def test_the_simulation_reports_its_pilot_every_cycle_and_each_retrains_steps(loop, heard: list) -> None:
+    """One unit for the pilot and one per arm and cycle (1 + 4 x 2), never going back; each retrain's steps and
+    training trial within its cycle's unit."""
+    assert {total for _, total, _ in heard} == {9} and heard[-1][:2] == (9, 9)
+    dones = [done for done, _, _ in heard]
+    assert dones == sorted(dones)
+    starts = {done: note for done, _, note in heard if note.endswith(("cycle 1 of 2", "cycle 2 of 2"))}
+    assert starts == {1 + 2 * k + c: f"seed 0, {arm}: cycle {c + 1} of 2" for k, arm in enumerate(ARMS) for c in (0, 1)}
+    retrain = [(done, note) for done, _, note in heard if note.startswith("seed 0, exploit: cycle 1 of 2, retrain: ")]
+    steps = [note.removeprefix("seed 0, exploit: cycle 1 of 2, retrain: ") for _, note in retrain]
+    assert steps[:3] == ["reading the scoring log", "drift report of the window against the previous one",
+                         "training: trial 1 of 1, best valid AUC " + steps[2][-6:]]  # fmt: skip
+    outcome = loop[1].set_index(["arm", "cycle"]).loc[("exploit", 1), "retrain"]
+    assert steps[-2:] == ["publishing the report", outcome]
+    assert all(3 <= done <= 4 for done, _ in retrain)  # exploit's first cycle is unit 4 of 9: after pilot and explore
 
 
 def test_every_arm_runs_every_cycle_and_only_the_default_one_is_gated(loop) -> None:

@@ -75,6 +75,7 @@ class Reports:
     after_labels: MonitorReport
     drifted: MonitorReport
     gate_run: subprocess.CompletedProcess
+    progress: list[tuple[float, float, str]]  # what monitoring `before_labels` told its progress callback
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,10 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Reports:
 
     stable = scored_world(settings, f"sqlite:///{home / 'stable.db'}", covariate_drift=0.0, seed=1)
     march = Window(MAR, APR)
-    before = monitor_period(settings, PERIOD, end=APR, reference=Window(JAN, FEB), store=stable.store)
+    heard: list[tuple[float, float, str]] = []
+    before = monitor_period(
+        settings, PERIOD, end=APR, reference=Window(JAN, FEB), store=stable.store, progress=lambda *c: heard.append(c)
+    )
     worked = in_march(stable.leads)[stable.plan.loc[in_march(stable.leads).index, "worked"]]
     # Labels arrive late and in two deliveries; the first record is corrected; an unknown id is ignored.
     first, rest = worked.iloc[:50], worked.iloc[50:]
@@ -107,7 +111,12 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Reports:
         "--reference-end", "2024-02-01", "--gate", "--name", "../../escaped nightly", check=False,
         env={"SCORELOOP_MONITOR__MAX_PSI": "5"},
     )  # fmt: skip
-    return Reports(home, stable, before, after, drifted, gate_run)
+    return Reports(home, stable, before, after, drifted, gate_run, heard)
+
+
+def test_period_monitoring_reports_its_four_steps(reports: Reports) -> None:
+    assert [(done, total) for done, total, _ in reports.progress] == [(0, 4), (1, 4), (2, 4), (3, 4)]
+    assert "drift report" in reports.progress[1][2] and "publishing" in reports.progress[3][2]
 
 
 def test_late_labels_join_the_scoring_log(reports: Reports) -> None:

@@ -89,23 +89,30 @@ def test_a_study_refuses_to_continue_on_other_data(tmp_path) -> None:
 @pytest.mark.slow  # tunes real CatBoost trials through Optuna and MLflow
 def test_pruning_reports_at_the_pruners_decision_steps_and_stops_trials(tmp_path) -> None:
     """Real CatBoost, Optuna and MLflow (SQLite in tmp_path): a trial's curve is reported only where the median
-    pruner decides (warm-up, then every PRUNE_INTERVAL trees), and trials below the median stop growing."""
+    pruner decides (warm-up, then every PRUNE_INTERVAL trees), and trials below the median stop growing. The progress
+    callback hears of every finished trial with the best figure so far."""
     leads = generate_leads(WorldConfig(rows=3000, seed=3))
     spec = infer_spec(leads, "converted", id_column="lead_id", time_column="created_at")
     rows = read_frame(leads, spec, with_target=True).frame().reset_index(drop=True)
     settings = Settings(home=tmp_path)
     settings.train.trials, settings.train.max_iterations = 10, 200
+    heard: list[tuple[float, float, str]] = []
     split = time_split(rows, spec, settings.train.valid_fraction, settings.train.holdout_fraction)
     try:
         experiment_id = configure(settings)
         with mlflow.start_run() as parent:
             result = tune(settings, "s", TuningData(spec, split.train, split.valid), parent.info.run_id,
-                          experiment_id, settings.tracking_uri)  # fmt: skip
+                          experiment_id, settings.tracking_uri, lambda *call: heard.append(call))  # fmt: skip
     finally:
         mlflow.set_tracking_uri(None)  # configure() pointed this process at tmp_path's store
     warmup = settings.train.prune_warmup_iterations
     steps = {step for trial in result.trials for step in trial.intermediate_values}
     assert steps and all(step >= warmup and (step - warmup) % PRUNE_INTERVAL == 0 for step in steps)
+    # Progress: each finished trial, then the session's end, with the best validation AUC found up to then.
+    assert [done for done, _, _ in heard] == [*range(1, 11), 10] and {total for _, total, _ in heard} == {10}
+    for done, _, note in heard:
+        best = max(t.value for t in result.trials[:done] if t.state == optuna.trial.TrialState.COMPLETE)
+        assert note == f"trial {done} of 10, best valid AUC {best:.4f}"
     pruned = [trial for trial in result.trials if trial.state == optuna.trial.TrialState.PRUNED]
     assert pruned and all(
         trial.user_attrs["iterations_grown"] == max(trial.intermediate_values) + 1 for trial in pruned
