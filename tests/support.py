@@ -47,12 +47,12 @@ def cli(
     return result
 
 
-def cli_on_terminal(home: Path, *args: str, timeout: float = 600) -> str:
-    """Run the real `scoreloop` CLI with its stdout and stderr on a pseudo-terminal, as from a user's shell; returns
-    everything it wrote there (live redraws included), and fails on a non-zero exit."""
+def cli_on_terminal(home: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> str:
+    """Run the real `scoreloop` CLI with its stdout and stderr on a pseudo-terminal, as from a user's shell (`env` as
+    for `cli`); returns everything it wrote there (live redraws included), and fails on a non-zero exit."""
     main, child = pty.openpty()
     command = [sys.executable, "-m", "scoreloop", "--home", str(home), *args]
-    env = clean_env(COLUMNS="200", TERM="xterm-256color")
+    env = clean_env(COLUMNS="200", TERM="xterm-256color", **(env or {}))
     process = subprocess.Popen(command, stdin=child, stdout=child, stderr=child, env=env, start_new_session=True)
     os.close(child)
     chunks, deadline = [], time.monotonic() + timeout

@@ -32,11 +32,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-def test_train_and_monitor_show_progress_on_a_terminal(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in SMALL.items():
-        monkeypatch.setenv(key, value)
+def test_train_and_monitor_show_progress_on_a_terminal(home: Path) -> None:
     data = ("--spec", str(home / "spec.yaml"), "--data", str(home / "export.csv"))
-    trained = ANSI.sub("", cli_on_terminal(home, "train", *data, "--trials", "2"))
+    trained = ANSI.sub("", cli_on_terminal(home, "train", *data, "--trials", "2", env=SMALL))
     assert "training 2 trials" in trained and "trial 1 of 2" in trained and "trial 2 of 2, best valid AUC 0." in trained
     assert "runs: http://127.0.0.1:5000/#/experiments/" in trained
     files = (
