@@ -209,7 +209,7 @@ def _train_and_gate(
     ipw: bool,
     source: str,
     study_name: str | None,
-    progress: Progress,
+    progress: Progress = silent,
 ) -> tuple[TrainResult | None, GateDecision | None, str, bool]:
     """Train a challenger on the window's labelled rows, attach the logged decisions of its holdout span (every
     record scored there, worked or not) for the gate's off-policy figures, and run the gate; or say why nothing
