@@ -6,7 +6,8 @@ MLflow's python_function (scoreloop's loader, `serving.pyfunc`) and scores the A
 so every value is read by the one engine and scored by `/score`'s path, as in-process `scoreloop score` does. Scored
 rows go to OUTPUT, refused ones to OUTPUT's `.quarantine.csv` with their record number, reason and original values;
 both are Spark datasets (a directory of part files: Parquet or CSV by OUTPUT's suffix). Rows in (counted on the
-input) must equal rows scored plus rows quarantined (counted on what is written), or the run fails.
+input first) must equal rows scored plus rows quarantined (counted on the scored rows both files are written from),
+or the run fails.
 
 Spark reads CSV line by line so that a file splits across executors: a record spanning lines (a quoted line break)
 is quarantined as malformed rather than read as one; in-process scoring reads it whole.
@@ -177,7 +178,7 @@ def _score_batch(
     values are kept (as text) on refused rows only, for the quarantine."""
     batch = batch.reset_index(drop=True)
     row_id = batch[ROW_ID].to_numpy()
-    first = np.fromiter((starts[p] for p in row_id >> PARTITION_BITS), dtype=np.int64, count=len(row_id))
+    first = pd.Series(row_id >> PARTITION_BITS).map(starts).to_numpy(dtype=np.int64)
     out = pyfunc.predict(batch[[name for name in fields if name in batch]]).rename(columns={PYFUNC_REASON: REASON})
     out.insert(0, RECORD, first + (row_id & ((1 << PARTITION_BITS) - 1)))
     out[LINE], out[RAW_LINE] = "", None
@@ -188,9 +189,10 @@ def _score_batch(
         ]
         out.loc[malformed, RAW_LINE] = batch[CORRUPT][malformed]
     kept = out[REASON].notna() & ~malformed
-    for name in raw_columns:
-        out[RAW_PREFIX + name] = batch[name].where(batch[name].notna(), "").astype(str).where(kept, None)
-    return out[[*SCORED_FIELDS, LINE, REASON, RAW_LINE, *[RAW_PREFIX + name for name in raw_columns]]]
+    originals = pd.DataFrame(None, index=out.index, columns=[RAW_PREFIX + name for name in raw_columns], dtype=object)
+    if kept.any():
+        originals.loc[kept] = batch.loc[kept, raw_columns].astype(object).fillna("").astype(str).to_numpy()
+    return pd.concat([out[[*SCORED_FIELDS, LINE, REASON, RAW_LINE]], originals], axis=1)
 
 
 def _field_count(line: str, expected: int, delimiter: str) -> str:
