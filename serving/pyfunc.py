@@ -45,22 +45,22 @@ def score_raw(model: ScoringModel, frame: pd.DataFrame) -> pd.DataFrame:
     """One row per input row, indexed like `frame`: id, calibrated probability, 0-100 score, tier, and the reason a
     row was refused (null when it was scored; a refused row has NaN probability and null score and tier)."""
     checked = read_frame(frame.reset_index(drop=True), model.spec)
-    accepted = checked.accepted
+    accepted, size = checked.accepted, len(frame)
     scored = score_rows(model, checked.rows[accepted])
-    refused = np.ones(len(frame), dtype=bool)
-    refused[accepted] = False
-    probability, score, tier = np.full(len(frame), np.nan), np.zeros(len(frame), np.int64), refused.astype(object)
+    probability, score, tier = np.full(size, np.nan), np.zeros(size, np.int64), np.full(size, None, dtype=object)
     probability[accepted], score[accepted], tier[accepted] = scored["probability"], scored["score"], scored["tier"]
-    tier[refused], reason = None, np.full(len(frame), None, dtype=object)
+    refused, reason = np.ones(size, dtype=bool), np.full(size, None, dtype=object)
+    refused[accepted] = False
     reasons = checked.reasons()
     reason[list(reasons)] = list(reasons.values())
-    ids = checked.rows[model.spec.id_column] if model.spec.id_column else np.full(len(frame), None, dtype=object)
+    ids = checked.rows[model.spec.id_column] if model.spec.id_column else np.full(size, None, dtype=object)
     columns = [ids, probability, pd.arrays.IntegerArray(score, refused), tier, reason]
     return pd.DataFrame(dict(zip(OUTPUT_COLUMNS, columns, strict=True)), index=frame.index)
 
 
 def _load_pyfunc(data_path: str) -> RawRecordScorer:
-    """MLflow's entry point: `data_path` is the model directory's native CatBoost file (`model.cbm`)."""
+    """MLflow's entry point: `data_path` is the model directory's native CatBoost file (`model.cb`). The registry's
+    name and version are not in the directory: the pyfunc's answer carries neither."""
     classifier = CatBoostClassifier()
     classifier.load_model(data_path)
     card = read_card(Path(data_path).parent)
