@@ -1,6 +1,6 @@
 """How a trained model is written to MLflow: CatBoost's flavour and a `python_function` flavour over one file.
 
-The catboost flavour (native `model.cbm`, never a pickle) is what scoreloop's serving loads, as it did before the
+The catboost flavour (the native `.cb` file, never a pickle) is what scoreloop's serving loads, as it did before the
 pyfunc existed. The `python_function` flavour points at the same file with scoreloop's loader
 (`scoreloop.serving.pyfunc`, named here, not imported: stages do not import each other), so MLflow's own tools
 (`mlflow models predict/serve`, `mlflow.pyfunc.spark_udf`) score raw records through scoreloop's engine. The
