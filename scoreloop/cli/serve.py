@@ -77,8 +77,10 @@ def score(
     from scoreloop.serving.batch import Worklist, file_kind, score_file, total_work
 
     file_kind(output)  # refuse an unknown output type before loading anything
-    if engine not in ("local", "spark") or (master and engine != "spark"):
-        raise fail(f"--engine must be local or spark (--master goes with spark), got {engine!r}")
+    if engine not in ("local", "spark"):
+        raise fail(f"--engine must be local or spark, got {engine!r}")
+    if master and engine != "spark":
+        raise fail("--master says where Spark runs: add --engine spark")
     if engine == "spark" and work:
         raise fail("--work decides over the whole file in one process: use --engine local")
     settings = settings_of(ctx)
