@@ -84,8 +84,9 @@ def test_the_cli_scores_on_spark_and_reports_the_accounting(trained_home: Path, 
     refused = cli(trained_home, "score", str(trained_home / "export.csv"), "-o", str(output), "--engine", "spark",
                   "--work", check=False)  # fmt: skip
     assert refused.returncode != 0 and "--work decides over the whole file" in refused.stdout + refused.stderr
-    for options, message in ((["--engine", "dask"], "--engine must be local or spark, got 'dask'"),
-                             (["--master", "local[2]"], "--master says where Spark runs: add --engine spark")):  # fmt: skip
+    wrong = [(["--engine", "dask"], "--engine must be local or spark, got 'dask'"),
+             (["--master", "local[2]"], "--master says where Spark runs: add --engine spark")]  # fmt: skip
+    for options, message in wrong:
         refused = cli(trained_home, "score", str(trained_home / "export.csv"), "-o", str(output), *options, check=False)
         assert refused.returncode == 2 and message in refused.stdout + refused.stderr
 
