@@ -92,8 +92,8 @@ class BatchReport:
     rows_in: int
     rows_scored: int
     rows_quarantined: int
-    output: Path
-    quarantine: Path | None
+    output: Path | str  # str: a Spark dataset's URI
+    quarantine: Path | str | None
     model: str
     version: str
     records_spanning_lines: int  # read from several physical lines: worth a look when the file has no line breaks

@@ -54,6 +54,19 @@ def score(
     per_day: Annotated[
         bool, typer.Option("--per-day", help="With --work: a queue per day of the spec's time column.")
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="'local': chunks in this process; 'spark': the registered pyfunc on Spark, OUTPUT and its "
+            "quarantine written as Spark datasets (directories of part files)."
+        ),
+    ] = "local",
+    master: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine spark: local[2], spark://host:7077, yarn... (default: spark-submit's, or local[*])."
+        ),
+    ] = None,
 ) -> None:
     """Score DATA (CSV or Parquet, any size) with the champion, as /score does; refused rows go to OUTPUT's
     .quarantine.csv with a reason each. Rows in = rows scored + rows quarantined."""
@@ -62,12 +75,25 @@ def score(
     from scoreloop.serving.batch import Worklist, file_kind, score_file, total_work
 
     file_kind(output)  # refuse an unknown output type before loading anything
+    if engine not in ("local", "spark"):
+        raise fail(f"--engine must be local or spark, got {engine!r}")
+    if master and engine != "spark":
+        raise fail("--master says where Spark runs: add --engine spark")
+    if engine == "spark" and work:
+        raise fail("--work decides over the whole file in one process: use --engine local")
     settings = settings_of(ctx)
     model = load_registered(settings)
     if (capacity is not None or per_day) and not work:
         raise fail("--capacity and --per-day shape the worklist: add --work")
     if per_day and model.spec.time_column is None:
         raise fail("--per-day needs a time column in the model's spec; it has none")
+    if engine == "spark":
+        from scoreloop.serving.spark import score_with_spark, session
+
+        with session(master, chunk_rows) as spark:
+            report = score_with_spark(spark, model, str(data), str(output))
+        show("scored", report.to_dict())
+        return
     store = RecordStore(settings.record_store_url) if work else None
     worklist = Worklist(settings.policy, store, capacity, per_day, settings.serve.explain_top) if store else None
     total = total_work(data)

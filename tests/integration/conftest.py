@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +38,12 @@ def server(trained_home: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     with running(serve_command(trained_home, port), f"{url}/readyz", trained_home / "serve.log", clean_env()):
         yield url
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local[2] Spark session for the Spark tests (a JVM costs seconds to start), Arrow batches of 500 rows."""
+    from scoreloop.serving.spark import session
+
+    with session("local[2]", batch_rows=500) as started:
+        yield started
