@@ -78,7 +78,7 @@ def import_version(settings: Settings, version: ModelVersion) -> str:
                     metadata={
                         "registered_model": settings.model_name,
                         "version": str(version.version),
-                        "validation_metrics": validation_metrics(version.run_id),
+                        "validation_metrics": validation_metrics(version.run_id) if version.run_id else {},
                         "digest": tree_digest(model_dir),
                     },
                 ) as model:

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-import numpy as np
-
 from scoreloop.core.coerce import read_columns
 from scoreloop.core.model import ScoringModel
 from scoreloop.core.settings import Settings
@@ -50,9 +48,12 @@ def load_served(stored: object) -> Served:
 
 def smoke_score(model: ScoringModel) -> None:
     """Score one record with every feature missing: a model that cannot answer that must not serve."""
-    probability = score_rows(model, read_columns({}, 1, model.spec).rows)["probability"]
-    if not np.isfinite(probability).all() or not 0 <= probability[0] <= 1:
-        raise ValueError(f"it scored an empty record {probability[0]!r}, not a probability")
+    try:
+        probability = float(score_rows(model, read_columns({}, 1, model.spec).rows)["probability"][0])
+    except Exception as exc:
+        raise ValueError(f"it cannot score an empty record ({one_line(exc)})") from exc
+    if not 0 <= probability <= 1:  # NaN included
+        raise ValueError(f"it scored an empty record {probability!r}, not a probability")
 
 
 def spec_change(served: ScoringModel, candidate: ScoringModel) -> list[str]:
@@ -133,12 +134,16 @@ class Champion:
             if version in self._settled and not retry:
                 self.on_restart(self.restart_needed is not None)
                 return self._settled[version]
+            refused = f"champion version {version} not swapped in, version {served.version} serves on: "
             try:
-                candidate = load_served(_stored(import_version(self.settings, found)))
+                tag = import_version(self.settings, found)
+            except Exception as exc:  # the registry or its artifact store failing: the next poll tries again
+                return self._failed(version, "not swapped", f"{refused}cannot import it ({one_line(exc)})")
+            try:
+                candidate = load_served(_stored(tag))
                 smoke_score(candidate.model)
             except Exception as exc:
-                detail = f"champion version {version} not swapped in, version {served.version} serves on: "
-                self._settled[version] = self._failed(version, "not swapped", detail + one_line(exc))
+                self._settled[version] = self._failed(version, "not swapped", refused + one_line(exc))
                 return self._settled[version]
             if changed := spec_change(served, candidate.model):
                 detail = (

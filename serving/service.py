@@ -25,6 +25,7 @@ built with.
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cache
 from typing import Annotated, Any
@@ -319,6 +320,7 @@ class Scorer:
 for _api in Scorer.apis.values():
     _api.input_spec = strict_input(_api.input_spec)
 clientlog.install()
+logging.getLogger("scoreloop.serving").setLevel(logging.INFO)  # a swap is news to whoever reads the log
 _key = None if limits.api_key is None else limits.api_key.get_secret_value()
 if _key is not None:  # the outer middlewares: a 401 (403 with no key for reload) before the body is read
     Scorer.add_asgi_middleware(RequireKey, key=_key, paths=(FEEDBACK_ROUTE,))
