@@ -142,14 +142,19 @@ def serve(settings: Settings, host: str, port: int) -> int:
     the server from the terminal itself, so here it is only waited out. A non-loopback `host` without an API key
     (and without the opt-out) is a `PermissionError` before anything starts.
     """
-    if problem := bind_problem(host, settings.serve):
-        raise PermissionError(problem)
+    check_bind(settings, host)
     tag = import_champion(settings)
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
     server = subprocess.Popen(command, env=bentoml_env(settings, tag), cwd=PROJECT_ROOT)
     signal.signal(signal.SIGTERM, lambda signum, _frame: server.send_signal(signum))
     signal.signal(signal.SIGINT, lambda _signum, _frame: None)
     return server.wait()
+
+
+def check_bind(settings: Settings, host: str) -> None:
+    """A one-line `PermissionError` when `host` is not loopback and no API key (nor the opt-out) is set."""
+    if problem := bind_problem(host, settings.serve):
+        raise PermissionError(problem)
 
 
 def check_store(settings: Settings) -> None:

@@ -102,6 +102,7 @@ class Champion:
         self._thread = threading.Thread(target=self._poll, name="champion-poll", daemon=True)
 
     def start(self) -> None:
+        self.on_restart(False)
         if self.settings.serve.champion_poll_seconds > 0:
             self._thread.start()
 

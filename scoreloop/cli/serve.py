@@ -27,12 +27,13 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the champion with BentoML (POST /score), following `models:/NAME@champion` as it moves."""
-    from scoreloop.serving.bento import check_store
+    from scoreloop.serving.bento import check_bind, check_store
     from scoreloop.serving.bento import serve as run_server
 
     settings = settings_of(ctx)
     if open_feedback:
         settings.serve.open_feedback = True
+    check_bind(settings, host)
     check_store(settings)
     console.print(f"serving the champion on http://{host}:{port}")
     raise typer.Exit(run_server(settings, host, port))

@@ -117,6 +117,7 @@ def test_a_promotion_under_load_is_swapped_in_with_zero_errors(following: str, h
     for thread in threads:
         thread.start()
     time.sleep(TRAFFIC / 3)
+    registry(home)
     new = copy_version(MODEL, "1", MODEL, alias=CHAMPION)  # a promotion: the alias moves to a new registry version
     moved = time.monotonic()
     time.sleep(max(0.0, began + TRAFFIC - time.monotonic()))
