@@ -95,6 +95,7 @@ class Champion:
         self.champion: str | None = served.model.version
         self.checked_at: datetime | None = None
         self.restart_needed: str | None = None
+        self._restart_for: str | None = None  # the champion version that restart_needed is about
         self.last_failure: str | None = None
         self._settled: dict[str, Check] = {}  # versions refused or needing a restart: the poll does not retry them
         self._lock = threading.Lock()  # one check at a time: the poll and /admin/reload
@@ -129,8 +130,9 @@ class Champion:
                 return self._failed(None, "lookup failed", f"{self.alias} does not exist (no version has the alias)")
             version = self.champion = str(found.version)
             served = self.served.model
-            if version == served.version:
+            if self._restart_for != version:  # the alias moved on from the version that needed a restart
                 self._restart(None)
+            if version == served.version:
                 return Check("unchanged", served.version, version, f"version {version} is the champion and served")
             if version in self._settled and not retry:
                 self.on_restart(self.restart_needed is not None)
@@ -152,12 +154,11 @@ class Champion:
                     f"in {', '.join(changed)}): restart the service to serve it; version {served.version} serves on"
                 )
                 logger.warning(detail)
-                self._restart(detail)
+                self._restart(detail, version)
                 self._settled[version] = Check("restart needed", served.version, version, detail)
                 return self._settled[version]
             self.served = candidate  # the swap: requests that took the old reference finish with it
             self.last_failure = None
-            self._restart(None)
             self.on_swap(version)
             logger.info("now serving champion version %s (was version %s)", version, served.version)
             return Check("swapped", version, version, f"version {served.version} -> {version}")
@@ -170,8 +171,8 @@ class Champion:
         self.on_restart(self.restart_needed is not None)
         return Check(outcome, self.served.model.version, version, detail)
 
-    def _restart(self, reason: str | None) -> None:
-        self.restart_needed = reason
+    def _restart(self, reason: str | None, version: str | None = None) -> None:
+        self.restart_needed, self._restart_for = reason, version
         self.on_restart(reason is not None)
 
 
