@@ -118,50 +118,57 @@ class Champion:
                 logger.exception("champion check failed")
 
     def check(self, *, retry: bool = False) -> Check:
-        """Look up the champion and swap to it if it is new and passes; `retry` tries a version refused before."""
+        """Look up the champion and swap to it if it is new and passes; `retry` tries a version refused before.
+        What /metadata shows (`champion`, `checked_at`) changes once the check has concluded."""
         with self._lock:
-            self.checked_at = datetime.now(UTC)
-            try:
-                configure(self.settings)
-                found = version_by_alias(self.settings.model_name, CHAMPION)
-            except Exception as exc:
-                return self._failed(None, "lookup failed", f"cannot look up {self.alias}: {one_line(exc)}")
-            if found is None:
-                return self._failed(None, "lookup failed", f"{self.alias} does not exist (no version has the alias)")
-            version = self.champion = str(found.version)
-            served = self.served.model
-            if self._restart_for != version:  # the alias moved on from the version that needed a restart
-                self._restart(None)
-            if version == served.version:
-                return Check("unchanged", served.version, version, f"version {version} is the champion and served")
-            if version in self._settled and not retry:
-                self.on_restart(self.restart_needed is not None)
-                return self._settled[version]
-            refused = f"champion version {version} not swapped in, version {served.version} serves on: "
-            try:
-                tag = import_version(self.settings, found)
-            except Exception as exc:  # the registry or its artifact store failing: the next poll tries again
-                return self._failed(version, "not swapped", f"{refused}cannot import it ({one_line(exc)})")
-            try:
-                candidate = load_served(_stored(tag))
-                smoke_score(candidate.model)
-            except Exception as exc:
-                self._settled[version] = self._failed(version, "not swapped", refused + one_line(exc))
-                return self._settled[version]
-            if changed := spec_change(served, candidate.model):
-                detail = (
-                    f"champion version {version} takes another input spec than version {served.version} (it differs "
-                    f"in {', '.join(changed)}): restart the service to serve it; version {served.version} serves on"
-                )
-                logger.warning(detail)
-                self._restart(detail, version)
-                self._settled[version] = Check("restart needed", served.version, version, detail)
-                return self._settled[version]
-            self.served = candidate  # the swap: requests that took the old reference finish with it
-            self.last_failure = None
-            self.on_swap(version)
-            logger.info("now serving champion version %s (was version %s)", version, served.version)
-            return Check("swapped", version, version, f"version {served.version} -> {version}")
+            started = datetime.now(UTC)
+            check = self._check(retry)
+            self.champion = check.champion or self.champion
+            self.checked_at = started
+            return check
+
+    def _check(self, retry: bool) -> Check:
+        try:
+            configure(self.settings)
+            found = version_by_alias(self.settings.model_name, CHAMPION)
+        except Exception as exc:
+            return self._failed(None, "lookup failed", f"cannot look up {self.alias}: {one_line(exc)}")
+        if found is None:
+            return self._failed(None, "lookup failed", f"{self.alias} does not exist (no version has the alias)")
+        version = str(found.version)
+        served = self.served.model
+        if self._restart_for != version:  # the alias moved on from the version that needed a restart
+            self._restart(None)
+        if version == served.version:
+            return Check("unchanged", served.version, version, f"version {version} is the champion and served")
+        if version in self._settled and not retry:
+            self.on_restart(self.restart_needed is not None)
+            return self._settled[version]
+        refused = f"champion version {version} not swapped in, version {served.version} serves on: "
+        try:
+            tag = import_version(self.settings, found)
+        except Exception as exc:  # the registry or its artifact store failing: the next poll tries again
+            return self._failed(version, "not swapped", f"{refused}cannot import it ({one_line(exc)})")
+        try:
+            candidate = load_served(_stored(tag))
+            smoke_score(candidate.model)
+        except Exception as exc:
+            self._settled[version] = self._failed(version, "not swapped", refused + one_line(exc))
+            return self._settled[version]
+        if changed := spec_change(served, candidate.model):
+            detail = (
+                f"champion version {version} takes another input spec than version {served.version} (it differs "
+                f"in {', '.join(changed)}): restart the service to serve it; version {served.version} serves on"
+            )
+            logger.warning(detail)
+            self._restart(detail, version)
+            self._settled[version] = Check("restart needed", served.version, version, detail)
+            return self._settled[version]
+        self.served = candidate  # the swap: requests that took the old reference finish with it
+        self.last_failure = None
+        self.on_swap(version)
+        logger.info("now serving champion version %s (was version %s)", version, served.version)
+        return Check("swapped", version, version, f"version {served.version} -> {version}")
 
     def _failed(self, version: str | None, outcome: Outcome, detail: str) -> Check:
         if detail != self.last_failure:  # an unreachable registry is logged once, not at every poll
