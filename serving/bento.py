@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -14,12 +15,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 import scoreloop
 from scoreloop.core.model import ScoringModel, load_scoring_model
 from scoreloop.core.settings import Settings, redact
 from scoreloop.core.store import RecordStore
 from scoreloop.core.tracking import CHAMPION, configure, download_model, one_line, version_by_alias
+from scoreloop.serving.access import bind_problem
 
 MODEL_TAG_ENV = "SCORELOOP_BENTO_MODEL"
 MLFLOW_DIR = "mlflow_model"  # where bentoml.mlflow.import_model puts the MLflow model inside a BentoML model
@@ -47,30 +50,39 @@ def use_bentoml_home(settings: Settings) -> None:
 def import_champion(settings: Settings) -> str:
     """Copy `models:/NAME@champion` into the BentoML store (once per registry version), with a digest of its files
     that the service checks before it serves; returns its tag."""
-    import bentoml
-
     configure(settings)
-    use_bentoml_home(settings)
     version = version_by_alias(settings.model_name, CHAMPION)
     if version is None:
         raise LookupError(f"model {settings.model_name!r} has no champion: run scoreloop promote first")
+    return import_version(settings, version)
+
+
+def import_version(settings: Settings, version: ModelVersion) -> str:
+    """Copy one registry version into the BentoML store unless it is there; returns its tag. A file lock in the
+    store makes the processes importing it at once (every worker of a server following the champion) take turns."""
+    import bentoml
+
+    use_bentoml_home(settings)
     tag = f"{settings.model_name}:mlflow-v{version.version}"
-    try:
-        bentoml.models.get(tag)
-    except bentoml.exceptions.NotFound:
-        with tempfile.TemporaryDirectory() as tmp:
-            model_dir = download_model(settings.model_name, version.version, Path(tmp))
-            with bentoml.models.create(
-                tag,
-                labels={"alias": CHAMPION},
-                metadata={
-                    "registered_model": settings.model_name,
-                    "version": str(version.version),
-                    "validation_metrics": validation_metrics(version.run_id),
-                    "digest": tree_digest(model_dir),
-                },
-            ) as model:
-                shutil.copytree(model_dir, model.path_of(MLFLOW_DIR))
+    settings.bentoml_home.mkdir(parents=True, exist_ok=True)
+    with (settings.bentoml_home / "import.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            bentoml.models.get(tag)
+        except bentoml.exceptions.NotFound:
+            with tempfile.TemporaryDirectory() as tmp:
+                model_dir = download_model(settings.model_name, version.version, Path(tmp))
+                with bentoml.models.create(
+                    tag,
+                    labels={"alias": CHAMPION},
+                    metadata={
+                        "registered_model": settings.model_name,
+                        "version": str(version.version),
+                        "validation_metrics": validation_metrics(version.run_id) if version.run_id else {},
+                        "digest": tree_digest(model_dir),
+                    },
+                ) as model:
+                    shutil.copytree(model_dir, model.path_of(MLFLOW_DIR))
     return tag
 
 
@@ -127,14 +139,22 @@ def serve(settings: Settings, host: str, port: int) -> int:
 
     A SIGTERM sent to this process alone (systemd, a container runtime) is passed on, and this process waits for
     the server's graceful stop (the scoring log drained) instead of exiting and leaving it behind. Ctrl-C reaches
-    the server from the terminal itself, so here it is only waited out.
+    the server from the terminal itself, so here it is only waited out. A non-loopback `host` without an API key
+    (and without the opt-out) is a `PermissionError` before anything starts.
     """
+    check_bind(settings, host)
     tag = import_champion(settings)
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
     server = subprocess.Popen(command, env=bentoml_env(settings, tag), cwd=PROJECT_ROOT)
     signal.signal(signal.SIGTERM, lambda signum, _frame: server.send_signal(signum))
     signal.signal(signal.SIGINT, lambda _signum, _frame: None)
     return server.wait()
+
+
+def check_bind(settings: Settings, host: str) -> None:
+    """A one-line `PermissionError` when `host` is not loopback and no API key (nor the opt-out) is set."""
+    if problem := bind_problem(host, settings.serve):
+        raise PermissionError(problem)
 
 
 def check_store(settings: Settings) -> None:

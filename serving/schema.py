@@ -334,6 +334,28 @@ class CalibrationInfo(BaseModel):
     rows: int = Field(0, description="Labelled predictions the calibration was fitted on (0: nothing fitted).")
 
 
+class Following(BaseModel):
+    """How this worker follows the registry's champion (`serving.follow`)."""
+
+    alias: str = Field(description="The registry alias followed, e.g. models:/scoreloop-model@champion.")
+    poll_seconds: float = Field(description="Seconds between checks of the alias (0: only on POST /admin/reload).")
+    champion: str | None = Field(description="The version the alias named at the last check.")
+    checked_at: datetime | None = Field(description="When the alias was last checked (UTC).")
+    restart_needed: str | None = Field(
+        description="Why the champion cannot be swapped in without a restart (another input spec), else null."
+    )
+    last_failure: str | None = Field(description="The last check's failure (lookup, import, load, verify), else null.")
+
+
+class Reloaded(BaseModel):
+    """What POST /admin/reload found and did."""
+
+    outcome: str = Field(description="unchanged, swapped, not swapped, restart needed, or lookup failed.")
+    served: str = Field(description="The version served after the check.")
+    champion: str | None = Field(description="The version the alias names (null when it could not be read).")
+    detail: str
+
+
 class Metadata(BaseModel):
     """What is being served and how to call it."""
 
@@ -350,6 +372,7 @@ class Metadata(BaseModel):
     max_records: int
     required: list[str]
     input_schema: dict[str, Any] = Field(description="JSON schema of one record.")
+    following: Following = Field(description="How the service follows the champion alias, and what it found.")
 
 
 class HistoryEntry(BaseModel):

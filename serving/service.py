@@ -3,7 +3,8 @@
 BentoML discovers services by import path, so this module loads its model when imported, after checking its files
 against the digest recorded at import: a missing, altered or unreadable model stops `bentoml serve` with the reason
 before any worker starts. The request schema is generated from the spec stored with that model, and the limits come
-from `Settings().serve`.
+from `Settings().serve`. Each worker then follows `models:/NAME@champion` (`serving.follow`): a new version with the
+same spec is swapped in without a restart; every request uses the one model it took when it started.
 `SCORELOOP_BENTO_MODEL` names the model tag (set by `scoreloop serve`); a built bento serves the model it was
 built with.
 
@@ -12,7 +13,9 @@ built with.
 - `POST /score/arrow`: the same for batch clients, with an Arrow IPC stream in and out (no JSON on either side).
 - `POST /explain`: the top reasons per record from CatBoost's SHAP values, in points of the calibrated probability
   (not logged: it is not a decision).
-- `POST /feedback`: outcomes, committed to the record store before the 200; optionally behind an API key.
+- `POST /feedback`: outcomes, committed to the record store before the 200; behind the API key when one is set
+  (`serving.access`: one is needed on any address but loopback).
+- `POST /admin/reload`: check the champion now and swap to it if it is new; always needs the API key.
 - `/readyz` is ready while the record store takes writes (`serving.storewatch`); bodies are bounded and typed before
   any endpoint reads them (`serving.guard`); client errors are logged as one line (`serving.clientlog`).
 - `GET /metadata`: model, version, run, windows, metrics, calibration, tier cut-offs, input schema.
@@ -22,7 +25,7 @@ built with.
 
 from __future__ import annotations
 
-import hmac
+import logging
 import os
 from functools import cache
 from typing import Annotated, Any
@@ -38,22 +41,27 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from scoreloop.core.coerce import field_counts, id_problem
+from scoreloop.core.model import ScoringModel
 from scoreloop.core.settings import Settings
 from scoreloop.core.store import Outcome as StoredOutcome
 from scoreloop.core.store import RecordStore, StoreUnavailable
 from scoreloop.serving import clientlog
+from scoreloop.serving.access import RequireKey
 from scoreloop.serving.alerts import TierAlerts
 from scoreloop.serving.arrow import ARROW_STREAM, arrow_bytes, read_arrow
-from scoreloop.serving.bento import MODEL_TAG_ENV, load_verified
+from scoreloop.serving.bento import MODEL_TAG_ENV
 from scoreloop.serving.docs import SCHEMA_ROUTE, docs_page, docs_schema
+from scoreloop.serving.follow import Champion, load_served
 from scoreloop.serving.guard import RequestGuard
 from scoreloop.serving.history import record_history
 from scoreloop.serving.schema import (
     CalibrationInfo,
     Explained,
+    Following,
     HistoryEntry,
     Metadata,
     Outcome,
+    Reloaded,
     Scored,
     ScoredColumns,
     Stored,
@@ -68,12 +76,13 @@ from scoreloop.serving.storewatch import StoreWatch
 
 FEEDBACK_ROUTE = "/feedback"
 ARROW_ROUTE = "/score/arrow"
+RELOAD_ROUTE = "/admin/reload"
 
 settings = Settings()
 limits = settings.serve
 _bento_model = bentoml.models.BentoModel(os.environ.get(MODEL_TAG_ENV, "scoreloop-model:latest"))
-_model = load_verified(_bento_model)  # in the serving process first: a bad model stops `bentoml serve` with a reason
-_spec = _model.spec
+_loaded = load_served(_bento_model)  # in the serving process first: a bad model stops `bentoml serve` with a reason
+_spec = _loaded.model.spec  # what the request schema is built from: a champion with another spec needs a restart
 Records = records_type(_spec, limits.max_records)
 Columns = columns_type(_spec, limits.max_records)
 ScoredList = Annotated[  # serialised here rather than by pydantic: a third of the cost of a 1,000-record call
@@ -112,6 +121,17 @@ def _metrics() -> dict[str, Any]:
         ),
         "alert_failures": Counter("scoreloop_alert_failures", "Failed tier-alert deliveries (attempts and drops)"),
         "alerts_delivered": Counter("scoreloop_alerts_delivered", "Tier alerts the webhook accepted"),
+        "swaps": Counter("scoreloop_model_swaps", "Champion versions swapped in without a restart", ["version"]),
+        "swap_failures": Counter(
+            "scoreloop_model_swap_failures",
+            "Champion versions not swapped in (import, load, digest or smoke score failed; version '': alias lookup)",
+            ["version"],
+        ),
+        "restart_needed": Gauge(
+            "scoreloop_restart_needed",
+            "1 while the champion takes another input spec than the served model: restart to serve it",
+            multiprocess_mode="max",
+        ),
     }
 
 
@@ -125,10 +145,16 @@ class Scorer:
     bento_model = _bento_model
 
     def __init__(self) -> None:
-        self.model = _model
-        self.validation_metrics: dict[str, float] = self.bento_model.info.metadata.get("validation_metrics", {})
-        self.store = RecordStore(settings.record_store_url, busy_seconds=limits.store_wait_seconds)
         self.metrics = _metrics()
+        self.champion = Champion(
+            settings,
+            _loaded,
+            on_swap=lambda version: self.metrics["swaps"].labels(version).inc(),
+            on_failure=lambda version: self.metrics["swap_failures"].labels(version or "").inc(),
+            on_restart=lambda needed: self.metrics["restart_needed"].set(int(needed)),
+        )
+        self.champion.start()  # each worker follows the alias for itself
+        self.store = RecordStore(settings.record_store_url, busy_seconds=limits.store_wait_seconds)
         self.watch = StoreWatch(self.store, on_change=self.metrics["store_writable"].set)
         self.log = ScoreLog(
             self.store,
@@ -149,6 +175,7 @@ class Scorer:
 
     @bentoml.on_shutdown
     def close(self) -> None:
+        self.champion.close()
         self.log.close()
         self.watch.close()
         if self.alerts is not None:
@@ -190,17 +217,18 @@ class Scorer:
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         self._refuse_if_store_down("/score", "scoring what could not be logged")
-        scored = score_rows(self.model, rows)
+        model = self.champion.served.model  # taken once: a swap during this request does not change its version
+        scored = score_rows(model, rows)
         self.log.submit(rows, scored)
         if self.alerts is not None:
             self.alerts.observe(scored)
-        self._count(rows)
+        self._count(model, rows)
         return scored
 
-    def _count(self, rows: np.ndarray) -> None:
+    def _count(self, model: ScoringModel, rows: np.ndarray) -> None:
         if len(rows) == 0:
             return
-        self.metrics["records"].labels(self.model.name, self.model.version).inc(len(rows))
+        self.metrics["records"].labels(model.name, model.version).inc(len(rows))
         missing, unseen = field_counts(rows, _spec)  # required features are never missing in accepted rows
         for name, count in missing.items():
             self.metrics["missing"].labels(name).inc(count)
@@ -210,7 +238,7 @@ class Scorer:
     @bentoml.api
     def explain(self, records: Records, top: Top = limits.explain_top) -> list[Explained]:  # type: ignore[valid-type]
         """Score records and give the `top` features behind each probability, in words and signed points."""
-        return explain_rows(self.model, records, top)
+        return explain_rows(self.champion.served.model, records, top)
 
     @bentoml.api(route=FEEDBACK_ROUTE)
     def feedback(self, outcomes: Annotated[list[Outcome], Field(max_length=limits.max_records)]) -> Stored:
@@ -242,20 +270,39 @@ class Scorer:
     @metadata_app.get("/metadata")
     def metadata(self) -> Metadata:
         """What is served: model, version, run, windows, metrics, calibration, tier cut-offs, and the input schema."""
-        card = self.model.card
+        served, champion = self.champion.served, self.champion
+        card = served.model.card
         return Metadata(
-            model=self.model.name,
-            version=self.model.version,
+            model=served.model.name,
+            version=served.model.version,
             run_id=card.run_id,
             windows=card.windows,
-            metrics={"validation": self.validation_metrics, "holdout": card.metrics},
+            metrics={"validation": served.validation_metrics, "holdout": card.metrics},
             tier_cutoffs=card.tier_cutoffs,
             score_scale="percentile of the calibrated probability among the holdout records (0-100)",
             calibration=CalibrationInfo(method=card.calibration.method, rows=card.calibration.rows),
             max_records=limits.max_records,
             required=_spec.required,
             input_schema=record_model(_spec).model_json_schema(),
+            following=Following(
+                alias=champion.alias,
+                poll_seconds=settings.serve.champion_poll_seconds,
+                champion=champion.champion,
+                checked_at=champion.checked_at,
+                restart_needed=champion.restart_needed,
+                last_failure=champion.last_failure,
+            ),
         )
+
+    @metadata_app.post(RELOAD_ROUTE, response_model=Reloaded)
+    async def reload(self) -> JSONResponse:
+        """Check the champion alias now and swap to a new version that loads, verifies and takes the same input
+        (a version refused before is tried again): 200 unchanged or swapped, 409 restart needed, 502 not swapped
+        (the old version serves on). Needs the API key; refused when none is configured."""
+        check = await run_in_threadpool(lambda: self.champion.check(retry=True))
+        status = {"restart needed": 409, "not swapped": 502, "lookup failed": 502}.get(check.outcome, 200)
+        body = Reloaded(outcome=check.outcome, served=check.served, champion=check.champion, detail=check.detail)
+        return JSONResponse(body.model_dump(), status)
 
     @metadata_app.get("/records/{record_id}/history", response_model=list[HistoryEntry])
     def history(self, record_id: str) -> Any:
@@ -266,32 +313,18 @@ class Scorer:
 
     def _served(self, name: str, version: str) -> Any:
         """The served model for its own scorings; None for other versions (this server cannot load them)."""
-        return self.model if (name, version) == (self.model.name, self.model.version) else None
-
-
-class RequireKey:
-    """ASGI middleware: requests to `paths` need `Authorization: Bearer <key>`; a 401 before the body is read."""
-
-    def __init__(self, app: Any, key: str, paths: tuple[str, ...]) -> None:
-        self.app = app
-        self.expected = f"Bearer {key}".encode()
-        self.paths = paths
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].rstrip("/") in self.paths:
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                response = JSONResponse({"error": "missing or wrong API key (Authorization: Bearer <key>)"}, 401)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        model = self.champion.served.model
+        return model if (name, version) == (model.name, model.version) else None
 
 
 for _api in Scorer.apis.values():
     _api.input_spec = strict_input(_api.input_spec)
 clientlog.install()
-if limits.api_key is not None:  # the outer middleware: a 401 before the body is read
-    Scorer.add_asgi_middleware(RequireKey, key=limits.api_key.get_secret_value(), paths=(FEEDBACK_ROUTE,))
+logging.getLogger("scoreloop.serving").setLevel(logging.INFO)  # a swap is news to whoever reads the log
+_key = None if limits.api_key is None else limits.api_key.get_secret_value()
+if _key is not None:  # the outer middlewares: a 401 (403 with no key for reload) before the body is read
+    Scorer.add_asgi_middleware(RequireKey, key=_key, paths=(FEEDBACK_ROUTE,))
+Scorer.add_asgi_middleware(RequireKey, key=_key, paths=(RELOAD_ROUTE,))
 Scorer.add_asgi_middleware(
     RequestGuard, max_body_bytes=limits.max_body_bytes, body_seconds=limits.body_seconds, raw_paths=(ARROW_ROUTE,)
 )

@@ -14,15 +14,29 @@ from scoreloop.cli.app import app, console, fail, progress_bar, settings_of, sho
 def serve(
     ctx: typer.Context,
     port: Annotated[int, typer.Option(min=1, max=65535)] = 3000,
-    host: str = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to bind; any but loopback needs SCORELOOP_SERVE__API_KEY.")] = (
+        "127.0.0.1"
+    ),
+    open_feedback: Annotated[
+        bool,
+        typer.Option(
+            "--open-feedback",
+            help="Serve a non-loopback --host without an API key: anyone who reaches it may write /feedback, which "
+            "steers the next model (SCORELOOP_SERVE__OPEN_FEEDBACK=true).",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the champion with BentoML (POST /score)."""
-    from scoreloop.serving.bento import check_store
+    """Serve the champion with BentoML (POST /score), following `models:/NAME@champion` as it moves."""
+    from scoreloop.serving.bento import check_bind, check_store
     from scoreloop.serving.bento import serve as run_server
 
-    check_store(settings_of(ctx))
+    settings = settings_of(ctx)
+    if open_feedback:
+        settings.serve.open_feedback = True
+    check_bind(settings, host)
+    check_store(settings)
     console.print(f"serving the champion on http://{host}:{port}")
-    raise typer.Exit(run_server(settings_of(ctx), host, port))
+    raise typer.Exit(run_server(settings, host, port))
 
 
 @app.command()

@@ -229,7 +229,20 @@ class ServeSettings(BaseModel):
         2.0, gt=0, description="How long a write waits for another process's lock on the record store; then 503."
     )
     api_key: SecretStr | None = Field(
-        None, description="When set, /feedback needs `Authorization: Bearer <key>`; at least 16 characters."
+        None,
+        description="/feedback and /admin/reload need `Authorization: Bearer <key>` (reload is refused without one); "
+        "at least 16 characters. Required on any address but loopback unless `open_feedback`.",
+    )
+    open_feedback: bool = Field(
+        False,
+        description="Serve on a non-loopback address without an API key, /feedback open to anyone who reaches it "
+        "(and so able to steer the next model): an explicit opt-out, for a network you trust.",
+    )
+    champion_poll_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How often the service checks `models:/NAME@champion` and hot-swaps to a new version; 0: never "
+        "(POST /admin/reload still does).",
     )
 
     @model_validator(mode="after")
