@@ -37,7 +37,7 @@ lint: $(STAMP) ## ruff, and the import layers (pyproject's [tool.importlinter]) 
 	$(BIN)/python -m tests.layers
 
 lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -c lock-constraints.txt -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra spark --python-version 3.11 -c lock-constraints.txt -o requirements.lock
 
 clean: ## Remove the venv and the default home
 	rm -rf $(VENV) .scoreloop

@@ -19,11 +19,12 @@ import mlflow
 import pandas as pd
 from catboost import CatBoostClassifier
 from mlflow import MlflowClient
-from mlflow.models import infer_signature
 
-from scoreloop.core.model import CARD_KEY, ModelCard, model_frame
+from scoreloop.core.coerce import input_fields
+from scoreloop.core.model import ModelCard
 from scoreloop.core.settings import Settings
 from scoreloop.core.tracking import CHALLENGER, configure, unreachable_reason
+from scoreloop.training import flavours
 from scoreloop.training.tags import HOLDOUT_ARTIFACT, VERSION_TAG
 
 RUN_FILE, MODEL_FILE, CARD_FILE, DECILES_FILE = "run.json", "model.cbm", "card.json", "deciles.parquet"
@@ -134,20 +135,14 @@ def _log(settings: Settings, directory: Path) -> TrainResult:
 
 
 def _log_model(directory: Path, run: PendingRun) -> str:
-    """Log the CatBoost model with signature, input example and card; register it and note the version on disk."""
+    """Log the model (catboost and scoreloop's python_function flavours, raw-record signature, a few holdout records
+    as input example, the card); register it and note the version on disk."""
     card = ModelCard.model_validate_json((directory / CARD_FILE).read_text())
     model = CatBoostClassifier()
     model.load_model(str(directory / MODEL_FILE))
-    holdout_x = model_frame(pd.read_parquet(directory / ARTIFACTS / HOLDOUT_ARTIFACT), card.spec)
-    proba = model.predict_proba(holdout_x.head(50))[:, 1]
-    info = mlflow.catboost.log_model(
-        model,
-        name="model",
-        signature=infer_signature(holdout_x.head(50), proba),
-        input_example=holdout_x.head(3),
-        metadata={CARD_KEY: card.model_dump(mode="json")},
-        pip_requirements=mlflow.catboost.get_default_pip_requirements(),  # skips MLflow's model-loading subprocess
-    )
+    holdout = pd.read_parquet(directory / ARTIFACTS / HOLDOUT_ARTIFACT)
+    example = holdout[[name for name in input_fields(card.spec) if name in holdout]].head(3)
+    info = flavours.log_model(model, card, example.astype(object).where(example.notna(), None))
     tags = {"scoreloop.run_id": run.run_id, **{f"holdout_{k}": f"{v:.6f}" for k, v in card.metrics.items()}}
     version = str(mlflow.register_model(info.model_uri, run.model_name, tags=tags).version)
     _write(directory, PendingRun(**{**asdict(run), "version": version}))
