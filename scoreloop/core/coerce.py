@@ -358,7 +358,8 @@ def _read_categories(
     distinct, codes, issues = _distinct(values, name)
     allowed = tuple(spec.allowed_values.get(name, ()))
     too_long = [i for i, value in enumerate(distinct) if isinstance(value, str) and len(value) > CATEGORY_MAX_LENGTH]
-    categories = [None if i in too_long else read_category(value, allowed) for i, value in enumerate(distinct)]
+    reads = [(None, False) if i in too_long else _read_distinct(value, allowed) for i, value in enumerate(distinct)]
+    categories = [read for read, _ in reads]
     if too_long:  # refused before it is read: matching a megabyte against the allowed values would take seconds
         message = f"is longer than {CATEGORY_MAX_LENGTH} characters, the most a category may have"
         issues = sorted(issues + [Issue(i, name, message) for i in _positions(values, distinct, codes, too_long)],
@@ -368,8 +369,7 @@ def _read_categories(
         out[:] = list(map(dict(zip(distinct, categories, strict=True)).__getitem__, values))
     else:
         out = np.array([*categories, None], dtype=object)[codes]  # code -1: a refused value
-    was_mapped = [i for i, (raw, read) in enumerate(zip(distinct, categories, strict=True))
-                  if read is not None and read != normalise_category(raw)]  # fmt: skip
+    was_mapped = [i for i, (_, mapped) in enumerate(reads) if mapped]
     mapped = len(_positions(values, distinct, codes, was_mapped))
     if name in spec.closed:
         outside = [i for i, read in enumerate(categories) if read is not None and read not in allowed]
@@ -377,6 +377,14 @@ def _read_categories(
         issues = sorted(issues + [Issue(i, name, f"{out[i]!r} is not one of {list(allowed)}") for i in refused],
                         key=lambda issue: issue.row)  # fmt: skip
     return out, issues, mapped
+
+
+@lru_cache(maxsize=65_536, typed=True)
+def _read_distinct(value: Any, allowed: tuple[str, ...]) -> tuple[str | None, bool]:
+    """`read_category` of one distinct value, and whether it was mapped onto another allowed value. Requests repeat
+    the few values of a category, so each is read once per process (typed: `1` and `true` read differently)."""
+    read = read_category(value, allowed)
+    return read, read is not None and read != normalise_category(value)
 
 
 def _distinct(values: Sequence[Any], name: str) -> tuple[list[Any], np.ndarray | None, list[Issue]]:
