@@ -1,12 +1,15 @@
 """JSON bodies of `/score` and `/score/columns` decoded straight into columns of typed values, for the engine.
 
-msgspec decodes a body against types generated from the spec (a number or text for a numeric feature, text for a
-category, text or an integer for the id; an absent field is null), without a Python dict per record; the values go
-to `scoreloop.core.coerce.read_columns`, as every other door's do. This is the fast path for what will be accepted:
-a body that does not decode into those types (a boolean, a list, an unknown field or key, a number out of range,
-malformed JSON), or whose values the engine refuses, gets None, and the request is read again by pydantic and
-`check_records`/`check_columns`, which name every problem by record index and field. So the 400s, the 413 and their
-order are the general path's, and the fast path is equal to it on everything it accepts.
+msgspec decodes a body against types generated from the spec (scalars of the kinds the engine reads per field; an
+absent field is null), without a Python dict per record, and hands the values over a column at a time to
+`scoreloop.core.coerce.read_columns`, as every other door does. JSON numbers decode as pydantic's parser decodes
+them (an integer stays an exact int, so a category or id `12` reads as `"12"` on both paths).
+
+This is the fast path for what will be accepted: a body that does not decode into those types (a boolean number, a
+list, an unknown field or key, a number out of range, malformed JSON), or whose values the engine refuses, gets
+None, and the request is read again by pydantic and `check_records`/`check_columns`, which name every problem by
+record index and field. So the 400s, the 413 and their order are the general path's, and the fast path is equal to
+it on everything it accepts.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ Reader = Callable[[bytes], dict[str, np.ndarray] | None]
 
 
 def _value_type(spec: DatasetSpec, name: str) -> Any:
-    """The JSON values the fast path takes for a field; anything else is left to the general path."""
+    """The JSON values the fast path takes for a field, as the engine may read them (a number or text for a number;
+    any scalar for a category, `true` included; text or a number for an id or free text); a boolean where the engine
+    refuses one, a list or an object is left to the general path, which names it."""
     if name in spec.numeric:
         return float | str | None
-    if name == spec.id_column:
-        return str | int | None
-    return str | None
+    if name in spec.categorical:
+        return str | int | float | bool | None
+    return str | int | float | None
 
 
 def _record_struct(spec: DatasetSpec, names: list[str]) -> type[msgspec.Struct]:

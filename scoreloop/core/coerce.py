@@ -366,7 +366,10 @@ def _read_categories(
                         key=lambda issue: issue.row)  # fmt: skip
     if codes is None:
         out = np.empty(size, dtype=object)
-        out[:] = list(map(dict(zip(distinct, categories, strict=True)).__getitem__, values))
+        if all(read == raw for raw, read in zip(distinct, categories, strict=True)):  # clean values read as sent
+            out[:] = values
+        else:
+            out[:] = list(map(dict(zip(distinct, categories, strict=True)).__getitem__, values))
     else:
         out = np.array([*categories, None], dtype=object)[codes]  # code -1: a refused value
     was_mapped = [i for i, (_, mapped) in enumerate(reads) if mapped]
@@ -392,8 +395,12 @@ def _distinct(values: Sequence[Any], name: str) -> tuple[list[Any], np.ndarray |
     None for plain text, which is mapped by value (cheaper than computing positions for every request)."""
     if isinstance(values, Distinct) and set(map(type, values.values)) <= _TEXTS:
         return values.values, values.codes, []
-    if set(map(type, values)) <= _TEXTS:  # the usual request: no per-record checks
-        return list(set(values)), None, []
+    try:
+        distinct = set(values)  # the types of the distinct values are the types of all values
+    except TypeError:  # an unhashable value (a list, an object), named record by record below
+        distinct = set()
+    if distinct and set(map(type, distinct)) <= _TEXTS:  # the usual request: no per-record checks
+        return list(distinct), None, []
     issues: list[Issue] = []
     index, codes = {}, np.full(len(values), -1, dtype=np.intp)
     for i, value in enumerate(values):
