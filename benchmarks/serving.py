@@ -3,17 +3,19 @@
 the scoring log's commit), a no-op BentoML route given the same Arrow body (the floor), and `mlflow models serve
 --env-manager local` on the same registered version; then where a /score and a /score/arrow call spend their time.
 
-    .venv/bin/python -m benchmarks.serving [--home HOME] [--requests 2000]
+    .venv/bin/python -m benchmarks.serving [--home HOME --data FILE | --table resumes] [--requests 2000]
 
-Without --home it trains a small model in a temp home first (about a minute). Latencies are measured one request at a
-time on one keep-alive connection (p50/p99); rows/s is rows scored divided by the wall time of those requests.
+Runs on any trained home: `--home` with a champion, `--data` a CSV or Parquet file of raw records to send (the spec's
+id and features that the file has; default: the home's `leads.parquet`, as the demo and `train_home` write it).
+`--table NAME` trains a home on a real table of benchmarks/tables.py first and sends its raw rows; with neither, a
+small synthetic model is trained in a temp home (about a minute). Latencies are measured one request at a time on one
+keep-alive connection (p50/p99); rows/s is rows scored divided by the wall time of those requests.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -22,37 +24,52 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic_core import from_json
 
-from benchmarks.served import START_TIMEOUT_S, Client, percentiles_ms, records_body, trained_home
+from benchmarks.served import (
+    START_TIMEOUT_S,
+    Client,
+    add_home_arguments,
+    client_records,
+    home_and_data,
+    mlflow_body,
+    mlflow_serving,
+    percentiles_ms,
+    records_body,
+)
 from scoreloop.core.coerce import field_counts
 from scoreloop.core.model import model_frame
 from scoreloop.core.settings import Settings
 from scoreloop.core.store import ipc_bytes
 from scoreloop.core.tracking import load_registered
 from scoreloop.serving.arrow import ARROW_STREAM, arrow_bytes, read_arrow
+from scoreloop.serving.jsonbody import records_reader
 from scoreloop.serving.schema import check_records
 from scoreloop.serving.scorelog import scored_batch
-from scoreloop.serving.scoring import model_pool, records_json, score_rows
+from scoreloop.serving.scoring import records_json, score_rows
 from tests.support import clean_env, free_port, running, serve_command
 
 BATCHES = (1, 100, 1000)
 FLOOR = "no-op BentoML route (floor)"
+MLFLOW = "mlflow models serve"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--home", type=Path, help="A home with a champion (default: train one in a temp home).")
+    add_home_arguments(parser)
     parser.add_argument("--requests", type=int, default=2000, help="Requests at batch 1 (fewer at larger batches).")
     args = parser.parse_args()
-    home = trained_home(args.home, rows=20_000, trials=3)
+    home, data = home_and_data(parser, args)
     settings = Settings(home=home)
     model = load_registered(settings)
-    frame = pd.read_parquet(home / "leads.parquet").head(max(BATCHES))
-    fields = [*filter(None, [model.spec.id_column]), *model.spec.features]
-    records = json.loads(frame[fields].to_json(orient="records"))  # NaN -> null, as a client sends it
+    records = client_records(data, model.spec, max(BATCHES))
+    if len(records) < max(BATCHES):
+        parser.error(f"{data} has {len(records)} rows; the benchmark sends {max(BATCHES)} at a time")
+    print(f"model {model.name} v{model.version}: {len(model.spec.numeric)} numeric, {len(model.spec.categorical)} "
+          f"categorical, {len(model.spec.text)} text features; records from {data}", file=sys.stderr)  # fmt: skip
     counts = {size: max(20, int(args.requests / size**0.5)) for size in BATCHES}
 
-    rows = [measure_raw(model, frame, size, max(counts[size], 1000)) for size in BATCHES]  # cheap: more calls
+    rows = [measure_raw(model, records, size, max(counts[size], 1000)) for size in BATCHES]  # cheap: more calls
     port = free_port()
     ready = f"http://127.0.0.1:{port}/readyz"
     with running(serve_command(home, port), ready, home / "bench-serve.log", clean_env(), START_TIMEOUT_S):
@@ -75,23 +92,17 @@ def main() -> None:
     ready, noop_env = f"http://127.0.0.1:{noop_port}/readyz", clean_env(BENTOML_HOME=str(home / "bentoml"))
     with running(noop, ready, home / "bench-noop.log", noop_env, START_TIMEOUT_S):
         rows.append(measure_http(FLOOR, noop_port, "/noop", arrow, 1000, counts[1000], ARROW_STREAM))
-    mlflow_port = free_port()
-    mlflow_serve = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{settings.model_name}@champion",
-                    "--env-manager", "local", "-p", str(mlflow_port), "-w", "1"]  # fmt: skip
-    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"  # --env-manager local runs uvicorn from PATH
-    env = clean_env(MLFLOW_TRACKING_URI=settings.tracking_uri, PATH=path)
-    ready = f"http://127.0.0.1:{mlflow_port}/health"
-    with running(mlflow_serve, ready, home / "bench-mlflow.log", env, START_TIMEOUT_S):
+    with mlflow_serving(settings, home) as (mlflow_port, _):
         for size in BATCHES:
-            body = mlflow_body(model_frame(frame.head(size), model.spec))
-            rows.append(measure_http("mlflow models serve", mlflow_port, "/invocations", body, size, counts[size]))
+            body = mlflow_body(records[:size])
+            rows.append(measure_http(MLFLOW, mlflow_port, "/invocations", body, size, counts[size]))
     print_table(rows)
     print_breakdown(model, records, arrow, rows)
 
 
-def measure_raw(model, frame: pd.DataFrame, size: int, count: int) -> dict:
-    """`predict_proba` on a ready model frame: the ceiling any served path is measured against."""
-    ready = model_frame(frame.head(size), model.spec)
+def measure_raw(model, records: list[dict], size: int, count: int) -> dict:
+    """`predict_proba` on a ready model frame of the records: the ceiling any served path is measured against."""
+    ready = model_frame(pd.DataFrame(check_records(records[:size], model.spec, size)), model.spec)
     return timed("raw predict_proba", size, count, lambda: model.classifier.predict_proba(ready))
 
 
@@ -125,11 +136,6 @@ def timed(name: str, size: int, count: int, call: Callable[[], object]) -> dict:
     return {"path": name, "batch": size, "requests": count, "p50_ms": p50, "p99_ms": p99, "rows_s": size * count / wall}
 
 
-def mlflow_body(frame: pd.DataFrame) -> bytes:
-    split = json.loads(frame.to_json(orient="split", index=False))
-    return json.dumps({"dataframe_split": split}).encode()
-
-
 def print_table(rows: list[dict]) -> None:
     """One markdown table; ratios against raw in-process and against mlflow models serve at the same batch."""
     by = {(row["path"], row["batch"]): row["rows_s"] for row in rows}
@@ -139,31 +145,32 @@ def print_table(rows: list[dict]) -> None:
         raw = by[("raw predict_proba", row["batch"])]
         versus = ""
         if row["path"].startswith("bentoml"):
-            versus = f"{row['rows_s'] / by[('mlflow models serve', row['batch'])]:.1f}x"
+            versus = f"{row['rows_s'] / by[(MLFLOW, row['batch'])]:.1f}x"
         print(f"| {row['path']} | {row['batch']} | {row['requests']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
               f"| {row['rows_s']:,.0f} | {row['rows_s'] / raw:.0%} | {versus} |")  # fmt: skip
 
 
 def print_breakdown(model, records: list[dict], arrow: bytes, rows: list[dict]) -> None:
     """Where a 1,000-record call spends its time inside the service, step by step (median of 50 runs), for /score
-    (JSON) and /score/arrow; then the floor plus /score/arrow's steps against the raw predict_proba."""
+    (JSON, with the pydantic path that names a refused body's problems beside it) and /score/arrow; then the floor
+    plus each door's steps against the raw predict_proba."""
     body = records_body(records)
-    checked = check_records(records, model.spec, len(records))
-    pool = model_pool(checked, model.spec)
+    read_json = records_reader(model.spec, len(records))
+    checked = read_json(body)["records"]
     scored = score_rows(model, checked)
-    json_steps: dict[str, Callable[[], object]] = {
-        "JSON decoding": lambda: json.loads(body),
-        "validation + coercion (check_records)": lambda: check_records(records, model.spec, len(records)),
-        "CatBoost pool building": lambda: model_pool(checked, model.spec),
-        "predict_proba": lambda: model.classifier.predict_proba(pool),
-        "score + tier (score_rows, incl. the two above)": lambda: score_rows(model, checked),
-        "response encoding": lambda: records_json(scored),
-    }
-    arrow_steps: dict[str, Callable[[], object]] = {
-        "decoding + validation + coercion (read_arrow)": lambda: read_arrow(arrow, model.spec, len(records)),
+    shared: dict[str, Callable[[], object]] = {
         "pool + predict_proba + score + tier (score_rows)": lambda: score_rows(model, checked),
         "missing/unseen counts for /metrics (field_counts)": lambda: field_counts(checked, model.spec),
         "scoring-log row (ScoredBatch.as_row)": lambda: scored_batch(model.spec, checked, scored).as_row(),
+    }
+    json_steps: dict[str, Callable[[], object]] = {
+        "decoding + validation + coercion (records_reader: msgspec, read_columns)": lambda: read_json(body),
+        **shared,
+        "response encoding (records_json: msgspec)": lambda: records_json(scored),
+    }
+    arrow_steps: dict[str, Callable[[], object]] = {
+        "decoding + validation + coercion (read_arrow)": lambda: read_arrow(arrow, model.spec, len(records)),
+        **shared,
         "response encoding (arrow_bytes)": lambda: arrow_bytes(scored),
     }
     medians = {}
@@ -174,12 +181,14 @@ def print_breakdown(model, records: list[dict], arrow: bytes, rows: list[dict]) 
         print("|---|---:|")
         for name, ms in medians[route].items():
             print(f"| {name} | {ms:.2f} |")
-    work = sum(medians["/score/arrow"].values())
+    pydantic = median_ms(lambda: check_records(from_json(body)["records"], model.spec, len(records)))
+    print(f"\nthe pydantic path a refused /score body is re-read by (from_json + check_records): {pydantic:.2f} ms")
     by = {(row["path"], row["batch"]): row for row in rows}
     floor, raw = by[(FLOOR, 1000)]["p50_ms"], by[("raw predict_proba", 1000)]["p50_ms"]  # a stall moves no median
-    best = work + floor
-    print(f"\n/score/arrow's in-process steps {work:.2f} ms + the no-op route's p50 {floor:.2f} ms = {best:.2f} ms per "
-          f"1,000 records at best: {raw / best:.0%} of raw predict_proba (p50 {raw:.2f} ms)")  # fmt: skip
+    for route in medians:
+        best = sum(medians[route].values()) + floor
+        print(f"{route}'s in-process steps {best - floor:.2f} ms + the no-op route's p50 {floor:.2f} ms = {best:.2f} "
+              f"ms per 1,000 records at best: {raw / best:.0%} of raw predict_proba (p50 {raw:.2f} ms)")  # fmt: skip
 
 
 def median_ms(step: Callable[[], object]) -> float:

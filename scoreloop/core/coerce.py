@@ -358,18 +358,21 @@ def _read_categories(
     distinct, codes, issues = _distinct(values, name)
     allowed = tuple(spec.allowed_values.get(name, ()))
     too_long = [i for i, value in enumerate(distinct) if isinstance(value, str) and len(value) > CATEGORY_MAX_LENGTH]
-    categories = [None if i in too_long else read_category(value, allowed) for i, value in enumerate(distinct)]
+    reads = [(None, False) if i in too_long else _read_distinct(value, allowed) for i, value in enumerate(distinct)]
+    categories = [read for read, _ in reads]
     if too_long:  # refused before it is read: matching a megabyte against the allowed values would take seconds
         message = f"is longer than {CATEGORY_MAX_LENGTH} characters, the most a category may have"
         issues = sorted(issues + [Issue(i, name, message) for i in _positions(values, distinct, codes, too_long)],
                         key=lambda issue: issue.row)  # fmt: skip
     if codes is None:
         out = np.empty(size, dtype=object)
-        out[:] = list(map(dict(zip(distinct, categories, strict=True)).__getitem__, values))
+        if all(read == raw for raw, read in zip(distinct, categories, strict=True)):  # clean values read as sent
+            out[:] = values
+        else:
+            out[:] = list(map(dict(zip(distinct, categories, strict=True)).__getitem__, values))
     else:
         out = np.array([*categories, None], dtype=object)[codes]  # code -1: a refused value
-    was_mapped = [i for i, (raw, read) in enumerate(zip(distinct, categories, strict=True))
-                  if read is not None and read != normalise_category(raw)]  # fmt: skip
+    was_mapped = [i for i, (_, mapped) in enumerate(reads) if mapped]
     mapped = len(_positions(values, distinct, codes, was_mapped))
     if name in spec.closed:
         outside = [i for i, read in enumerate(categories) if read is not None and read not in allowed]
@@ -379,13 +382,25 @@ def _read_categories(
     return out, issues, mapped
 
 
+@lru_cache(maxsize=65_536, typed=True)
+def _read_distinct(value: Any, allowed: tuple[str, ...]) -> tuple[str | None, bool]:
+    """`read_category` of one distinct value, and whether it was mapped onto another allowed value. Requests repeat
+    the few values of a category, so each is read once per process (typed: `1` and `true` read differently)."""
+    read = read_category(value, allowed)
+    return read, read is not None and read != normalise_category(value)
+
+
 def _distinct(values: Sequence[Any], name: str) -> tuple[list[Any], np.ndarray | None, list[Issue]]:
     """The distinct readable values and each record's position among them (-1 where the value is refused), or
     None for plain text, which is mapped by value (cheaper than computing positions for every request)."""
     if isinstance(values, Distinct) and set(map(type, values.values)) <= _TEXTS:
         return values.values, values.codes, []
-    if set(map(type, values)) <= _TEXTS:  # the usual request: no per-record checks
-        return list(set(values)), None, []
+    try:
+        distinct = set(values)  # the types of the distinct values are the types of all values
+    except TypeError:  # an unhashable value (a list, an object), named record by record below
+        distinct = set()
+    if distinct and set(map(type, distinct)) <= _TEXTS:  # the usual request: no per-record checks
+        return list(distinct), None, []
     issues: list[Issue] = []
     index, codes = {}, np.full(len(values), -1, dtype=np.intp)
     for i, value in enumerate(values):
