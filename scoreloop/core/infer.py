@@ -24,6 +24,7 @@ MAX_CATEGORIES = 50
 MIN_WORDS_FOR_TEXT = 3
 NEGATIVE_AS_ERRORS = 0.005  # a column this rarely negative is non-negative with a few bad values
 FORMAT_SAMPLE = 5000  # distinct values per column looked at to tell the number format
+MISSPELLING_SHARE = 0.1  # a near-duplicate this rare beside a frequent value is its misspelling
 _GROUPED = re.compile(rf"\d([.,{GROUP_SPACES}])\d{{3}}(?!\d)")
 
 
@@ -76,13 +77,17 @@ def _date_share(values: pd.Series) -> float:
 
 
 def _allowed_values(normalised: pd.Series) -> list[str]:
-    """Frequent values, minus rare near-duplicates of them (misspellings get mapped at ingest)."""
+    """Frequent values, minus rare near-duplicates of more frequent ones (misspellings get mapped at ingest).
+
+    A near-duplicate with at least MISSPELLING_SHARE of its neighbour's rows is a value of its own: 'male' beside
+    'female' (a 0.8 match) is a category, and mapping it onto 'female' would corrupt every such row."""
     counts = normalised.value_counts()
     threshold = max(2, int(0.002 * len(normalised)))
-    allowed: list[str] = []
+    allowed: dict[str, int] = {}
     for value, count in counts.items():
-        if count >= threshold and not difflib.get_close_matches(value, allowed, n=1, cutoff=0.8):
-            allowed.append(value)
+        near = difflib.get_close_matches(value, list(allowed), n=1, cutoff=0.8)
+        if count >= threshold and not (near and count < MISSPELLING_SHARE * allowed[near[0]]):
+            allowed[value] = count
     return sorted(allowed)
 
 

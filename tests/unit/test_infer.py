@@ -7,6 +7,7 @@ import re
 import pandas as pd
 import pytest
 
+from scoreloop.core.coerce import read_category
 from scoreloop.core.infer import infer_number_format, infer_spec
 from scoreloop.core.spec import DatasetSpec, NumberFormat, Range
 
@@ -137,6 +138,13 @@ def test_allowed_values_leave_out_rare_misspellings():
     industries = ["saas"] * 50 + ["fintech"] * 47 + ["FinTec"] * 3 + ["helthcare"] + ["healthcare"] * 19
     spec = infer_spec(_leads(industry=industries), "converted")
     assert spec.allowed_values["industry"] == ["fintech", "healthcare", "saas"]
+
+
+def test_a_frequent_near_duplicate_is_a_value_not_a_misspelling():
+    genders = ["female"] * 90 + ["male"] * 30  # a 0.8 match, but a quarter of the rows
+    spec = infer_spec(_leads(gender=genders), "converted")
+    assert spec.allowed_values["gender"] == ["female", "male"]
+    assert read_category("Male", tuple(spec.allowed_values["gender"])) == "male"
 
 
 def test_rare_legitimate_value_still_counts_when_frequent_enough():
