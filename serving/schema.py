@@ -382,7 +382,10 @@ class Metadata(BaseModel):
     max_records: int
     required: list[str]
     input_schema: dict[str, Any] = Field(description="JSON schema of one record.")
-    following: Following = Field(description="How the service follows the champion alias, and what it found.")
+    following: Following | None = Field(
+        default=None,
+        description="How the service follows the champion alias, and what it found (null from an older server).",
+    )
 
 
 class HistoryEntry(BaseModel):
