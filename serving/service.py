@@ -328,9 +328,10 @@ for _name, _api in Scorer.apis.items():
 clientlog.install()
 logging.getLogger("scoreloop.serving").setLevel(logging.INFO)  # a swap is news to whoever reads the log
 _key = None if limits.api_key is None else limits.api_key.get_secret_value()
-if _key is not None:  # the outer middlewares: a 401 (403 with no key for reload) before the body is read
-    Scorer.add_asgi_middleware(RequireKey, key=_key, paths=(FEEDBACK_ROUTE,))
-Scorer.add_asgi_middleware(RequireKey, key=_key, paths=(RELOAD_ROUTE,))
+# The outer middleware: a 401 before the body is read; /feedback is closed by a key, /admin/reload always (403 when
+# no key is configured).
+_closed = (FEEDBACK_ROUTE, RELOAD_ROUTE) if _key is not None else (RELOAD_ROUTE,)
+Scorer.add_asgi_middleware(RequireKey, key=_key, paths=_closed)
 Scorer.add_asgi_middleware(
     RequestGuard, max_body_bytes=limits.max_body_bytes, body_seconds=limits.body_seconds, raw_paths=(ARROW_ROUTE,)
 )

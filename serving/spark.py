@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from scoreloop.core.coerce import input_fields
-from scoreloop.core.ingest import LINE, RAW_LINE, REASON, RECORD
+from scoreloop.core.ingest import LINE, RAW_LINE, REASON, RECORD, wrong_width
 from scoreloop.core.model import ScoringModel
 from scoreloop.core.tracking import download_model
 from scoreloop.serving.batch import SCORED_SCHEMA, BatchReport, file_kind
@@ -197,5 +197,4 @@ def _score_batch(
 
 def _field_count(line: str, expected: int, delimiter: str) -> str:
     """The in-process reader's reason for a line of the wrong width."""
-    found = len(next(csv.reader([line], delimiter=delimiter), []))
-    return f"expected {expected} fields, found {found}"
+    return wrong_width(expected, len(next(csv.reader([line], delimiter=delimiter), [])))

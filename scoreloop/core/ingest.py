@@ -126,6 +126,11 @@ def detect_delimiter(lines: list[str]) -> str:
     return max(DELIMITERS, key=fit)
 
 
+def wrong_width(expected: int, found: int) -> str:
+    """Why a CSV record with the wrong number of fields is quarantined, as every reader of an export says it."""
+    return f"expected {expected} fields, found {found}"
+
+
 def read_csv_chunks(path: Path, rows: int, delimiter: str = ",") -> Iterator[tuple[RawTable, int]]:
     """A CSV export read as text `rows` records at a time (at least one chunk, maybe empty), each with the bytes of
     the file read so far. A record that cannot be read as one (wrong field count, bytes that are not UTF-8, a field
@@ -142,7 +147,7 @@ def read_csv_chunks(path: Path, rows: int, delimiter: str = ",") -> Iterator[tup
             if not row and problem is None:
                 continue  # a blank line (numbered all the same, as records always were)
             if problem is None and len(row) != len(header):
-                problem = f"expected {len(header)} fields, found {len(row)} (line {reader.line_num})"
+                problem = f"{wrong_width(len(header), len(row))} (line {reader.line_num})"
             if problem is None:
                 chunk.good.append(row)
                 chunk.records.append(number)
