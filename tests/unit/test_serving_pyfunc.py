@@ -16,19 +16,10 @@ from mlflow.models import Model
 from scoreloop.core.calibration import sigmoid
 from scoreloop.core.coerce import read_frame
 from scoreloop.core.model import CARD_KEY, ModelCard, fit_card_scale, load_scoring_model, make_pool
-from scoreloop.core.spec import DatasetSpec, Range
 from scoreloop.serving.scoring import score_rows
 from scoreloop.training import flavours
+from tests.unit.test_serving_scoring import SPEC  # the same small lead spec
 
-SPEC = DatasetSpec(
-    id_column="lead_id",
-    target="converted",
-    positive_label="yes",
-    numeric=["employees", "visits"],
-    categorical=["industry"],
-    allowed_values={"industry": ["saas", "retail", "media"]},
-    ranges={"employees": Range(min=0)},
-)
 RAW = pd.DataFrame(
     [
         {"lead_id": "a", "employees": "1,200", "visits": "9", "industry": " SaaS "},
