@@ -57,7 +57,8 @@ def _worst(shares: dict[str, float]) -> tuple[float | None, str]:
 
 
 def judge(figures: dict[str, Any], tolerances: MonitorSettings) -> list[Check]:
-    """Checks for the figures a report has: drift share, score PSI, missing-share rise, unseen categories, and
+    """Checks for the figures a report has: drift share, score PSI, missing-share rise, unseen categories, refused
+    records (files mode), and
     (with at least `min_labelled` labelled records) ROC AUC and calibration error on labelled records."""
     drifted = figures.get("drifted") or []
     missing_rise, missing_detail = _worst(figures.get("missing_increase") or {})
@@ -73,6 +74,9 @@ def judge(figures: dict[str, Any], tolerances: MonitorSettings) -> list[Check]:
         _at_most("max missing share increase", missing_rise, tolerances.max_missing_increase, missing_detail),
         _at_most("max new category share", unseen, tolerances.max_new_category_share, unseen_detail),
     ]
+    if "refused_share" in figures:  # files mode: records of the current file the spec refused (see refused.csv)
+        share = figures["refused_share"]
+        checks.append(_at_most("max refused record share", share, tolerances.max_refused_share, "see refused.csv"))
     labelled = int(figures.get("labelled") or 0)
     if labelled < tolerances.min_labelled:
         why = f"{labelled} labelled records, fewer than {tolerances.min_labelled}"

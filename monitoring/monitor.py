@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from scoreloop.core.coerce import missing_columns, read_frame
-from scoreloop.core.ingest import read_raw
+from scoreloop.core.ingest import quarantine_frame, read_raw
 from scoreloop.core.metrics import psi
 from scoreloop.core.model import LOWEST_TIER, ModelCard
 from scoreloop.core.pages import badge, new_figure, new_report_dir, png, table, write_index, write_report
@@ -105,13 +105,41 @@ class PeriodData:
     unmatched_outcomes: int = 0  # outcomes for ids the scoring log never held
 
 
-def read_features(path: Path, spec: DatasetSpec) -> pd.DataFrame:
-    """Feature columns of a CSV/Parquet file, read by the engine serving uses (refused records left out)."""
-    raw = read_raw(path, spec.format.delimiter).frame
-    absent = missing_columns(raw.columns, spec, with_target=False)
+@dataclass(frozen=True)
+class FileFeatures:
+    """A file's accepted records (feature columns) and its refused ones as ingest quarantines them (record
+    number, line, reason, values as text)."""
+
+    path: Path
+    frame: pd.DataFrame
+    refused: pd.DataFrame
+
+    @property
+    def refused_share(self) -> float:
+        total = len(self.frame) + len(self.refused)
+        return len(self.refused) / total if total else 0.0
+
+
+def read_features(path: Path, spec: DatasetSpec) -> FileFeatures:
+    """A CSV/Parquet file read by the engine serving uses; refused and malformed records are kept aside with their
+    reasons, as ingest keeps them (their share is itself a finding, so nothing is left out silently)."""
+    raw = read_raw(path, spec.format.delimiter)
+    absent = missing_columns(raw.frame.columns, spec, with_target=False)
     if absent:
         raise ValueError(f"{path} lacks feature columns {absent}")
-    return read_frame(raw, spec).frame()[spec.features]
+    checked = read_frame(raw.frame, spec)
+    return FileFeatures(path, checked.frame()[spec.features], quarantine_frame(raw, checked.reasons()))
+
+
+def write_refused(out_dir: Path, files: tuple[FileFeatures, ...]) -> Path | None:
+    """`refused.csv`: every refused record of `files` with its file's name, when any was refused."""
+    refused = [f.refused.assign(file=f.path.name) for f in files if len(f.refused)]
+    if not refused:
+        return None
+    path = out_dir / "refused.csv"
+    frame = pd.concat(refused, ignore_index=True)
+    frame[["file", *frame.columns.drop("file")]].to_csv(path, index=False)
+    return path
 
 
 def monitor_drift(
@@ -130,17 +158,19 @@ def monitor_drift(
     progress(0, 3, "reading both files")
     ref, cur = read_features(reference, spec), read_features(current, spec)
     out_dir = new_report_dir(settings.reports_dir, "drift", name)
+    write_refused(out_dir, (ref, cur))
     progress(1, 3, "drift report (Evidently)")
-    drift = build_drift_report(ref, cur, spec, out_dir, data_summary=True)
+    drift = build_drift_report(ref.frame, cur.frame, spec, out_dir, data_summary=True)
     findings = drift_findings(
-        ref,
-        cur,
+        ref.frame,
+        cur.frame,
         spec,
         drift,
         settings.monitor,
         title=f"{current.name} vs {reference.name}",
         model_version=_champion_version(settings),
         params={"reference": str(reference), "current": str(current)},
+        refused={"reference": len(ref.refused), "current": len(cur.refused), "share": cur.refused_share},
     )
     progress(2, 3, "publishing the report")
     return publish(settings, out_dir, findings, drift)
@@ -156,11 +186,14 @@ def drift_findings(
     title: str,
     model_version: str,
     params: dict[str, Any],
+    refused: dict[str, float] | None = None,
 ) -> Findings:
-    """Files mode's figures (Evidently's drift verdicts, data quality) judged against the tolerances."""
+    """Files mode's figures (Evidently's drift verdicts, data quality, the records the spec refused in each file:
+    `refused`'s `reference` and `current` counts and the current file's `share`) judged against the tolerances."""
     figures = {
         **_drift_figures(drift),
         **feature_quality(reference, current, spec.features, _vocabulary(spec, reference)),
+        **({"refused": refused, "refused_share": refused["share"]} if refused is not None else {}),
     }
     return Findings("drift", title, model_version, figures, tuple(judge(figures, config)), params)
 

@@ -146,6 +146,9 @@ class MonitorSettings(BaseModel):
     max_new_category_share: float = Field(
         0.05, ge=0, le=1, description="Fail when more of a column's values are categories the model never saw."
     )
+    max_refused_share: float = Field(
+        0.05, ge=0, le=1, description="Files mode: fail when a larger share of the current file's records is refused."
+    )
     min_labelled: int = Field(200, ge=1, description="Fewer labelled records: quality is reported, not judged.")
     sample_rows: int = Field(
         50_000, ge=1000, description="Rows per side for Evidently and feature checks; larger periods are sampled."

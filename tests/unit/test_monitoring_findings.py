@@ -23,7 +23,9 @@ from scoreloop.monitoring.monitor import (
     drift_findings,
     page_body,
     period_findings,
+    read_features,
     summarize,
+    write_refused,
 )
 
 SPEC = DatasetSpec(
@@ -112,6 +114,36 @@ def test_files_mode_has_no_score_figures_and_leaves_psi_unjudged() -> None:
     psi_check = next(c for c in findings.checks if c.name == "max score PSI")
     assert psi_check.passed is None and psi_check.detail == "no scores to compare"
     assert findings.scores == {}
+    assert not any(c.name == "max refused record share" for c in findings.checks)  # no files read: not judged
+
+
+def test_files_mode_fails_when_too_many_current_records_are_refused() -> None:
+    reference, current = period_data().samples
+    judged = {
+        share: next(
+            c
+            for c in drift_findings(
+                reference, current, SPEC, drift_summary(), Settings().monitor, title="b vs a", model_version="none",
+                params={}, refused={"reference": 0, "current": round(share * 100), "share": share},
+            ).checks
+            if c.name == "max refused record share"
+        )
+        for share in (0.01, 0.2)
+    }  # fmt: skip
+    assert judged[0.01].passed is True
+    assert judged[0.2].passed is False and "0.2000 exceeds the tolerance 0.05" in judged[0.2].describe()
+
+
+def test_files_mode_keeps_refused_and_malformed_records_with_their_reasons(tmp_path: Path) -> None:
+    reference, current = tmp_path / "reference.csv", tmp_path / "current.csv"
+    reference.write_text("employees,industry\n10,saas\n20,retail\n")
+    current.write_text("employees,industry\n10,saas\nlots,retail\n30,retail,extra\n40,saas\n")
+    read = read_features(reference, SPEC), read_features(current, SPEC)
+    assert [len(f.frame) for f in read] == [2, 2] and read[1].refused_share == 0.5
+    written = pd.read_csv(write_refused(tmp_path, read))
+    assert written[["file", "_record"]].values.tolist() == [["current.csv", 2], ["current.csv", 3]]
+    assert "employees" in written["_reason"][0] and "found 3" in written["_reason"][1]
+    assert write_refused(tmp_path, read[:1]) is None  # nothing refused: no file
 
 
 def hand_built(scores: bool) -> Findings:

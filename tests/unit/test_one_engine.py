@@ -142,7 +142,8 @@ def test_the_same_strings_get_the_same_verdict_and_value_on_every_path(
     assert sorted(quarantined["_record"].astype(int) - 1) == refused
     assert rows_of(pd.read_parquet(output), kept) == values
     monitored = read_features(source, spec)
-    assert rows_of(monitored, list(monitored.index)) == values
+    assert rows_of(monitored.frame, list(monitored.frame.index)) == values
+    assert sorted(monitored.refused["_record"] - 1) == refused
 
 
 json_values = st.one_of(
