@@ -328,7 +328,7 @@ def _keep(
             "model.iterations": winner.iterations,
             "model.calibration": selected.calibration.method,
         },
-        metrics={**_tuning_metrics(tuning), **selection, **figures.logged()},
+        metrics={**_tuning_metrics(tuning, config.objective), **selection, **figures.logged()},
         tags=tags,
         result={
             "model_name": settings.model_name,
@@ -384,6 +384,8 @@ def _log_settings(
                     "cv_below_rows",
                     "cv_folds",
                     "calibration",
+                    "objective",
+                    "selection_level",
                 }
             ),
             **search,
@@ -396,9 +398,9 @@ def _trees(trial: optuna.trial.FrozenTrial) -> int:
     return trial.user_attrs["best_iteration"] + 1
 
 
-def _tuning_metrics(tuning: TuningResult) -> dict[str, float]:
+def _tuning_metrics(tuning: TuningResult, objective: str) -> dict[str, float]:
     return {
-        "best_valid_roc_auc": tuning.study.best_value,
+        f"best_valid_{objective}": tuning.study.best_value,
         "tuning_seconds": tuning.seconds,
         "trials_complete": tuning.count("complete"),
         "trials_pruned": tuning.count("pruned"),

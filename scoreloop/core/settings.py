@@ -92,6 +92,11 @@ class TrainSettings(BaseModel):
         "without), CatBoost's defaults, and the blend of the best tuned one with the defaults (both must take part). "
         "Leaving one out is for experiments: the gate still compares baselines.",
     )
+    objective: Literal["roc_auc", "log_loss"] = Field(
+        "roc_auc",
+        description="What a tuning trial is early-stopped, pruned and scored on (validation AUC or log loss); model "
+        "selection compares candidates on AUC either way (README, Train: what tuning optimises).",
+    )
     selection_level: float = Field(
         0.90,
         gt=0,
