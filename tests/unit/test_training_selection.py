@@ -73,6 +73,7 @@ def test_a_clear_lead_wins_and_the_best_clear_one_is_chosen(seed: int) -> None:
     many = out_of_fold(1500, seed, {"tuned": 0.3, "tuned_unweighted": 0.6, "defaults": 1.5})
     winner, leads = choose(list(many.values()), TrainSettings())
     assert winner.name == "tuned" and leads["selection_tuned_unweighted_lead_low"] > 0, leads
+    assert leads["selection_tuned_lead_low"] == max(leads.values())  # the surest lead
     figures = selection_figures(list(many.values()), winner)
     assert figures["selection_margin"] == pytest.approx(many["tuned"].score - many["tuned_unweighted"].score)
     assert figures["selection_defaults_fold_4_roc_auc"] == many["defaults"].fold_scores[4]
