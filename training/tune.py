@@ -42,9 +42,9 @@ from scoreloop.core.spec import DatasetSpec
 from scoreloop.training.trial_runs import TrialRuns
 
 OBJECTIVE_ATTR = "scoreloop.objective"
-# What a trial's fits early-stop on, are pruned on and are scored by, per objective. Log loss ignores weights, as AUC
-# does by default: the log loss of a class-weighted trial is then its real one, comparable with an unweighted trial's.
-EVAL_METRICS = {"roc_auc": "AUC", "log_loss": "Logloss:use_weights=false"}
+# What a trial's fits early-stop on, are pruned on and are scored by, per objective (CatBoost's metric names).
+EVAL_METRICS = {"roc_auc": "AUC", "log_loss": "Logloss"}
+UNWEIGHTED = ":use_weights=false"  # CatBoost accepts it only where a pool has weights (class or sample)
 LABELS = {"roc_auc": "AUC", "log_loss": "log loss"}
 PRUNE_INTERVAL = 5  # trees between two pruning decisions
 
@@ -145,6 +145,23 @@ def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict:
     }
 
 
+def eval_metric(objective: str, params: dict, valid: Pool | None) -> str:
+    """CatBoost's metric for `objective`. Log loss is computed without weights wherever there are any (class weights,
+    inverse propensities), as AUC is by default: a class-weighted trial's log loss is then its real one, comparable
+    with an unweighted trial's."""
+    metric = EVAL_METRICS[objective]
+    weighted = params.get("auto_class_weights", "None") != "None" or (
+        valid is not None and np.any(np.asarray(valid.get_weight()) != 1)
+    )
+    return metric + UNWEIGHTED if objective == "log_loss" and weighted else metric
+
+
+def objective_curve(curves: dict[str, list[float]], objective: str) -> list[float]:
+    """The objective's validation curve among the metrics CatBoost reports (named with or without `UNWEIGHTED`)."""
+    metric = EVAL_METRICS[objective]
+    return curves.get(metric + UNWEIGHTED) or curves[metric]
+
+
 def fit_catboost(
     params: dict,
     train: Pool,
@@ -164,7 +181,7 @@ def fit_catboost(
         **params,
         iterations=iterations or config.max_iterations,
         boost_from_average=True,
-        eval_metric=EVAL_METRICS[config.objective],
+        eval_metric=eval_metric(config.objective, params, valid),
         random_seed=config.seed,
         thread_count=threads or config.threads,
         allow_writing_files=False,
@@ -211,7 +228,7 @@ class PruningCallback:
 
     def __init__(self, trial: optuna.Trial, config: TrainSettings) -> None:
         self.trial = trial
-        self.metric = EVAL_METRICS[config.objective]
+        self.objective = config.objective
         self.warmup = config.prune_warmup_iterations
         self.pruned = False
         self.offset = 0  # fold k of a cross-validated trial reports at steps k * max_iterations + tree
@@ -220,7 +237,7 @@ class PruningCallback:
         step = info.iteration - 1  # the pruner counts steps (trees) from 0
         if step < self.warmup or (step - self.warmup) % PRUNE_INTERVAL:
             return True
-        self.trial.report(info.metrics["validation"][self.metric][-1], self.offset + step)
+        self.trial.report(objective_curve(info.metrics["validation"], self.objective)[-1], self.offset + step)
         self.pruned = self.trial.should_prune()
         return not self.pruned
 
@@ -343,7 +360,6 @@ def fit_folds(
     CatBoost's validation figure at the kept (best) tree equals roc_auc_score (log_loss) on the model's validation
     predictions: reading it saves a prediction pass and keeps scikit-learn out of the worker processes.
     """
-    metric = EVAL_METRICS[config.objective]
     figures = []
     for k, (train, valid) in enumerate(pools):
         if pruning is not None:
@@ -351,9 +367,11 @@ def fit_folds(
         model = fit_catboost(params, train, valid, config, threads=threads, callbacks=[pruning] if pruning else None)
         figures.append(
             {
-                f"valid_{config.objective}": model.get_best_score()["validation"][metric],
+                f"valid_{config.objective}": objective_curve(model.get_evals_result()["validation"], config.objective)[
+                    model.get_best_iteration()
+                ],
                 "best_iteration": model.get_best_iteration(),
-                "iterations_grown": len(model.get_evals_result()["validation"][metric]),
+                "iterations_grown": len(objective_curve(model.get_evals_result()["validation"], config.objective)),
             }
         )
         if pruning is not None and pruning.pruned:
