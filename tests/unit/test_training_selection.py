@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from scoreloop.core.calibration import MIN_SLOPE, fit_calibration, logit, sigmoid
-from scoreloop.core.metrics import expected_calibration_error, roc_auc
+from scoreloop.core.metrics import binary_metric, expected_calibration_error, roc_auc
 from scoreloop.core.model import ModelCard, ScoringModel, fit_card_scale, make_pool
 from scoreloop.core.settings import GateSettings, Settings, TrainSettings
 from scoreloop.core.spec import DatasetSpec
@@ -25,7 +25,7 @@ from scoreloop.training.select import (
 )
 from scoreloop.training.split import cv_folds, time_split
 from scoreloop.training.train import TooLittleData, check_floor
-from scoreloop.training.tune import TuningData, fit_catboost
+from scoreloop.training.tune import TuningData, fit_catboost, fit_folds, objective_curve
 
 SPEC = DatasetSpec(target="y", positive_label="1", numeric=["a", "b", "c"], time_column="t")
 UNTIMED = SPEC.model_copy(update={"time_column": None})
@@ -247,3 +247,17 @@ def test_a_blend_refit_predicts_the_average_log_odds_and_serves_like_any_model()
     assert scored["probability"].between(0, 1).all() and set(scored["tier"]) <= {"A", "B", "C", "D"}
     shap = mixed.get_feature_importance(make_pool(fresh, UNTIMED), type="ShapValues")
     np.testing.assert_allclose(shap.sum(axis=1), logit(expected), atol=1e-4)  # reasons add up to the log-odds
+
+
+@pytest.mark.parametrize("params", [{}, {"auto_class_weights": "Balanced"}], ids=["unweighted", "class-weighted"])
+def test_a_log_loss_objective_scores_a_trial_by_its_real_log_loss(params: dict) -> None:
+    """With class weights CatBoost's own Logloss is the weighted one; a trial must be scored on what a user would
+    get (before calibration), so that class-weighted and unweighted trials compare."""
+    rows = world(1200, 0)
+    config = TrainSettings(objective="log_loss", max_iterations=60)
+    train, valid = TuningData(UNTIMED, rows.iloc[:900], rows.iloc[900:]).pools()
+    model = fit_catboost(params, train, valid, config)
+    value = objective_curve(model.get_evals_result()["validation"], "log_loss")[model.get_best_iteration()]
+    y, proba = rows["y"].iloc[900:].to_numpy(), model.predict_proba(valid)[:, 1]
+    assert value == pytest.approx(binary_metric("log_loss", y, proba), rel=1e-6)
+    assert fit_folds(params, [(train, valid)], config, 1, None)[0]["valid_log_loss"] == pytest.approx(value)
