@@ -1,6 +1,7 @@
 """Optuna tuning of CatBoost: one persistent study, pruned trials, 1..N worker processes, each trial a child run.
 
-What a trial optimises: the validation ROC AUC (mean over the folds when small data is cross-validated). Ranking
+What a trial optimises: the validation ROC AUC (mean over the folds when small data is cross-validated), or its
+log loss (`TrainSettings.objective`: measured worse on the quality benchmark, kept for experiments). Ranking
 is what the product sells (scores, tiers, top-k); probabilities are calibrated afterwards on out-of-fold or
 validation predictions (`training.select`), so tuning need not trade ranking for calibration. AUC alone is blind to
 calibration (it once picked a class-weighted, miscalibrated model): the calibration fitted after selection is what
