@@ -13,7 +13,10 @@ would (`infer_spec`), both sides are read by the one engine (`ingest_table`), an
 - CatBoost's defaults, fitted once on all train rows with the same seed and threads: the time reference;
 - HistGradientBoosting's defaults on the same rows, categorical columns ordinal-encoded as training's baseline does.
 Targets (issue 14): champion AUC >= max(defaults, HGB) - 0.002; champion ECE <= 0.03; train wall time within 3x the
-defaults' fit for at most 10,000 train rows.
+defaults' fit for at most 10,000 train rows. Beside each target, what the case can show: the paired bootstrap 95%
+interval of champion - max(baselines) AUC on the test rows; the ECE noise floor (the mean ECE of a perfectly
+calibrated model on these test rows: labels drawn from the champion's own probabilities); the time floor (the
+seconds selection spent fitting the defaults candidate on its folds, over one defaults fit).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from sklearn.model_selection import train_test_split
 from benchmarks.tables import LOADERS, Table
 from scoreloop.core.infer import infer_spec
 from scoreloop.core.ingest import ingest_table, stored_table
-from scoreloop.core.metrics import expected_calibration_error, roc_auc
+from scoreloop.core.metrics import bootstrap_interval, expected_calibration_error, roc_auc
 from scoreloop.core.model import make_pool
 from scoreloop.core.settings import Settings
 from scoreloop.core.spec import DatasetSpec
@@ -50,6 +53,8 @@ AUC_SLACK = 0.002
 MAX_ECE = 0.03
 MAX_TIME_RATIO = 3.0
 TIMED_ROWS = 10_000  # the time target applies up to this many train rows
+ECE_DRAWS = 200  # label draws of the ECE noise floor
+INTERVAL_ROUNDS = 1000  # bootstrap rounds of the AUC gap's interval
 
 
 @dataclass(frozen=True)
@@ -144,13 +149,31 @@ def fit_hgb(settings: Settings, case: Case) -> np.ndarray:
     return model.predict_proba(frames.transform(case.test))[:, 1]
 
 
+def ece_floor(proba: np.ndarray, seed: int) -> float:
+    """The mean ECE of a perfectly calibrated model on these rows: labels drawn from `proba` itself; an ECE target
+    below it cannot be shown on this many rows."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([expected_calibration_error(rng.random(len(proba)) < proba, proba) for _ in range(ECE_DRAWS)]))
+
+
+def gap_interval(y: np.ndarray, champion: np.ndarray, baselines: list[np.ndarray], seed: int) -> tuple[float, float]:
+    """Paired bootstrap 95% interval of champion AUC - max(baselines' AUC), all scored on the same resampled rows."""
+
+    def gap(rows: np.ndarray) -> float:
+        return roc_auc(y[rows], champion[rows]) - max(roc_auc(y[rows], b[rows]) for b in baselines)
+
+    return bootstrap_interval(gap, len(y), 0.95, INTERVAL_ROUNDS, seed)
+
+
 def figures(
-    case: Case, champion: np.ndarray, defaults: np.ndarray, hgb: np.ndarray, seconds: tuple, selected: str
+    case: Case, champion: np.ndarray, defaults: np.ndarray, hgb: np.ndarray, seconds: tuple, record: dict, seed: int
 ) -> dict:
-    """One result row: AUCs and ECEs on the test rows, wall times, the candidate selected, a PASS/MISS per target."""
+    """One result row: AUCs and ECEs on the test rows with what the rows can show (the gap's interval, the ECE
+    floor), wall times and the time floor, the candidate selected, a PASS/MISS per target."""
     y = case.test[case.spec.target].to_numpy()
     auc = {name: roc_auc(y, p) for name, p in (("champion", champion), ("defaults", defaults), ("hgb", hgb))}
     gap = auc["champion"] - max(auc["defaults"], auc["hgb"])
+    low, high = gap_interval(y, champion, [defaults, hgb], seed)
     ece = expected_calibration_error(y, champion)
     train_s, defaults_s = seconds
     timed = len(case.train) <= TIMED_ROWS
@@ -163,12 +186,15 @@ def figures(
         "defaults AUC": auc["defaults"],
         "HGB AUC": auc["hgb"],
         "champion - max": gap,
+        "95% interval": f"{low:+.4f} to {high:+.4f}",
         "champion ECE": ece,
+        "ECE floor": ece_floor(champion, seed),
         "defaults ECE": expected_calibration_error(y, defaults),
         "train s": train_s,
         "defaults s": defaults_s,
         "ratio": train_s / defaults_s,
-        "selected": selected,
+        "time floor": float(record.get("selection_defaults_seconds", "nan")) / defaults_s,
+        "selected": record.get("selection.winner", "not logged"),
         "AUC": "PASS" if gap >= -AUC_SLACK else "MISS",
         "ECE": "PASS" if ece <= MAX_ECE else "MISS",
         "time": ("PASS" if train_s <= MAX_TIME_RATIO * defaults_s else "MISS") if timed else "n/a",
@@ -186,13 +212,13 @@ def bench_case(settings: Settings, case: Case) -> tuple[dict, list[str]]:
     hgb = fit_hgb(settings, case)
     champion, train_s, record = train_champion(settings, case)
     notes.append("; ".join(f"{k} {v}" for k, v in record.items()))
-    row = figures(case, champion, defaults, hgb, (train_s, defaults_s), record.get("selection.winner", "not logged"))
+    row = figures(case, champion, defaults, hgb, (train_s, defaults_s), record, settings.train.seed)
     return row, notes
 
 
 def markdown(rows: list[dict]) -> str:
     """A GitHub-style table: AUCs and ECEs with four decimals, seconds and percentages with one, ratios with two."""
-    digits = {"%": 1, "AUC": 4, "max": 4, "ECE": 4, " s": 1, "ratio": 2}
+    digits = {"%": 1, "AUC": 4, "max": 4, "ECE": 4, "ECE floor": 4, "time floor": 2, " s": 1, "ratio": 2}
 
     def cell(column: str, value: object) -> str:
         places = next((d for suffix, d in digits.items() if column.endswith(suffix)), None)

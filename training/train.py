@@ -35,13 +35,17 @@ from scoreloop.training.baselines import Baseline, hist_gradient_boosting
 from scoreloop.training.lineage import log_lineage
 from scoreloop.training.pending import ARTIFACTS, PendingRun, TrainResult, keep, log_pending
 from scoreloop.training.select import (
+    BLEND,
+    REFERENCE,
     Candidate,
+    blend_models,
     calibrate,
     candidate_params,
     choose,
     cross_validate,
     refit,
     selection_figures,
+    with_blend,
 )
 from scoreloop.training.simple import fit_simple
 from scoreloop.training.split import Split, slice_weights, time_split, tuning_folds
@@ -203,11 +207,13 @@ def holdout_figures(
 
 @dataclass(frozen=True)
 class Selected:
-    """The selection's outcome: every candidate, the winner refit on train+valid, its calibration, and its raw and
-    calibrated holdout probabilities."""
+    """The selection's outcome: every candidate compared, the winner, each challenger's lead over the defaults
+    (`selection_<name>_lead_low`), the winner refit on train+valid, its calibration, and its raw and calibrated
+    holdout probabilities."""
 
     candidates: list[Candidate]
     winner: Candidate
+    leads: dict[str, float]
     model: CatBoostClassifier
     calibration: Calibration
     raw: np.ndarray
@@ -263,22 +269,27 @@ def _select(
     weights: pd.Series | None,
     config: TrainSettings,
 ) -> tuple[Selected, CatBoostClassifier | None]:
-    """Cross-validate every candidate on the tuning folds, refit and calibrate the winner; also returns the CatBoost
-    defaults refit (the `catboost` baseline) when baselines are on."""
+    """Cross-validate every candidate on the tuning folds (the blend is its parts' out-of-fold predictions averaged),
+    choose, refit and calibrate the winner; also returns the CatBoost defaults refit (the `catboost` baseline) when
+    baselines are on. No model is refit twice: a blend sums its parts' refits."""
     tuned = tuning.study.best_params
     eligible = candidate_params(tuned, config.candidates)
-    fitted = {**eligible, "defaults": {}} if config.baselines else eligible  # defaults: also the catboost baseline
+    fitted = {**eligible, REFERENCE: {}} if config.baselines else eligible  # defaults: also the catboost baseline
     candidates = [cross_validate(name, params, folds, config) for name, params in fitted.items()]
-    winner = choose([c for c in candidates if c.name in eligible])
+    compared = [c for c in candidates if c.name in eligible]
+    compared = with_blend(compared) if BLEND in config.candidates else compared
+    winner, leads = choose(compared, config)
     refit_rows = pd.concat([split.train, split.valid])
-    model = refit(winner, refit_rows, spec, config, weights)
-    defaults_model = None
+    needed = {c.name: c for c in winner.parts or (winner,)}
     if config.baselines:
-        defaults = next(c for c in candidates if c.name == "defaults")
-        defaults_model = model if winner is defaults else refit(defaults, refit_rows, spec, config, weights)
+        needed[REFERENCE] = next(c for c in candidates if c.name == REFERENCE)
+    models = {name: refit(c, refit_rows, spec, config, weights) for name, c in needed.items()}
+    model = blend_models([models[c.name] for c in winner.parts]) if winner.parts else models[winner.name]
     calibration = calibrate(winner, config)
     raw = model.predict_proba(model_frame(split.holdout, spec))[:, 1]
-    return Selected(candidates, winner, model, calibration, raw, calibration.apply(raw)), defaults_model
+    logged = [*candidates, *(c for c in compared if c.parts)]
+    selected = Selected(logged, winner, leads, model, calibration, raw, calibration.apply(raw))
+    return selected, models.get(REFERENCE) if config.baselines else None
 
 
 def _keep(
@@ -305,7 +316,7 @@ def _keep(
         tags["scoreloop.plots_skipped"] = "; ".join(skipped)[:5000]
     if figures.value_rules:
         tags[VALUE_RULES_TAG] = figures.value_rules[:5000]
-    selection = selection_figures(selected.candidates, winner)
+    selection = selection_figures(selected.candidates, winner) | selected.leads
     pending = PendingRun(
         run_id=run_id,
         model_name=settings.model_name,
@@ -317,7 +328,7 @@ def _keep(
             "model.iterations": winner.iterations,
             "model.calibration": selected.calibration.method,
         },
-        metrics={**_tuning_metrics(tuning), **selection, **figures.logged()},
+        metrics={**_tuning_metrics(tuning, config.objective), **selection, **figures.logged()},
         tags=tags,
         result={
             "model_name": settings.model_name,
@@ -373,6 +384,8 @@ def _log_settings(
                     "cv_below_rows",
                     "cv_folds",
                     "calibration",
+                    "objective",
+                    "selection_level",
                 }
             ),
             **search,
@@ -385,9 +398,9 @@ def _trees(trial: optuna.trial.FrozenTrial) -> int:
     return trial.user_attrs["best_iteration"] + 1
 
 
-def _tuning_metrics(tuning: TuningResult) -> dict[str, float]:
+def _tuning_metrics(tuning: TuningResult, objective: str) -> dict[str, float]:
     return {
-        "best_valid_roc_auc": tuning.study.best_value,
+        f"best_valid_{objective}": tuning.study.best_value,
         "tuning_seconds": tuning.seconds,
         "trials_complete": tuning.count("complete"),
         "trials_pruned": tuning.count("pruned"),

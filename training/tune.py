@@ -1,6 +1,7 @@
 """Optuna tuning of CatBoost: one persistent study, pruned trials, 1..N worker processes, each trial a child run.
 
-What a trial optimises: the validation ROC AUC (mean over the folds when small data is cross-validated). Ranking
+What a trial optimises: the validation ROC AUC (mean over the folds when small data is cross-validated), or its
+log loss (`TrainSettings.objective`: measured worse on the quality benchmark, kept for experiments). Ranking
 is what the product sells (scores, tiers, top-k); probabilities are calibrated afterwards on out-of-fold or
 validation predictions (`training.select`), so tuning need not trade ranking for calibration. AUC alone is blind to
 calibration (it once picked a class-weighted, miscalibrated model): the calibration fitted after selection is what
@@ -42,7 +43,10 @@ from scoreloop.core.spec import DatasetSpec
 from scoreloop.training.trial_runs import TrialRuns
 
 OBJECTIVE_ATTR = "scoreloop.objective"
-PRUNING_METRIC = "AUC"
+# What a trial's fits early-stop on, are pruned on and are scored by, per objective (CatBoost's metric names).
+EVAL_METRICS = {"roc_auc": "AUC", "log_loss": "Logloss"}
+UNWEIGHTED = ":use_weights=false"  # CatBoost accepts it only where a pool has weights (class or sample)
+LABELS = {"roc_auc": "AUC", "log_loss": "log loss"}
 PRUNE_INTERVAL = 5  # trees between two pruning decisions
 
 
@@ -142,6 +146,23 @@ def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict:
     }
 
 
+def eval_metric(objective: str, params: dict, valid: Pool | None) -> str:
+    """CatBoost's metric for `objective`. Log loss is computed without weights wherever there are any (class weights,
+    inverse propensities), as AUC is by default: a class-weighted trial's log loss is then its real one, comparable
+    with an unweighted trial's."""
+    metric = EVAL_METRICS[objective]
+    weighted = params.get("auto_class_weights", "None") != "None" or (
+        valid is not None and np.any(np.asarray(valid.get_weight()) != 1)
+    )
+    return metric + UNWEIGHTED if objective == "log_loss" and weighted else metric
+
+
+def objective_curve(curves: dict[str, list[float]], objective: str) -> list[float]:
+    """The objective's validation curve among the metrics CatBoost reports (named with or without `UNWEIGHTED`)."""
+    metric = EVAL_METRICS[objective]
+    return curves.get(metric + UNWEIGHTED) or curves[metric]
+
+
 def fit_catboost(
     params: dict,
     train: Pool,
@@ -161,7 +182,7 @@ def fit_catboost(
         **params,
         iterations=iterations or config.max_iterations,
         boost_from_average=True,
-        eval_metric=PRUNING_METRIC,
+        eval_metric=eval_metric(config.objective, params, valid),
         random_seed=config.seed,
         thread_count=threads or config.threads,
         allow_writing_files=False,
@@ -208,6 +229,7 @@ class PruningCallback:
 
     def __init__(self, trial: optuna.Trial, config: TrainSettings) -> None:
         self.trial = trial
+        self.objective = config.objective
         self.warmup = config.prune_warmup_iterations
         self.pruned = False
         self.offset = 0  # fold k of a cross-validated trial reports at steps k * max_iterations + tree
@@ -216,7 +238,7 @@ class PruningCallback:
         step = info.iteration - 1  # the pruner counts steps (trees) from 0
         if step < self.warmup or (step - self.warmup) % PRUNE_INTERVAL:
             return True
-        self.trial.report(info.metrics["validation"][PRUNING_METRIC][-1], self.offset + step)
+        self.trial.report(objective_curve(info.metrics["validation"], self.objective)[-1], self.offset + step)
         self.pruned = self.trial.should_prune()
         return not self.pruned
 
@@ -237,14 +259,16 @@ def objective_fingerprint(config: TrainSettings, folds: Sequence[TuningData]) ->
         "max_iterations": config.max_iterations,
         "early_stopping_rounds": config.early_stopping_rounds,
         "seed": config.seed,
+        "objective": config.objective,
     }
 
 
 def open_study(settings: Settings, study_name: str, fingerprint: dict) -> optuna.Study:
     """Create the study or continue it; refuse to continue it on other data or another objective."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    direction = "maximize" if settings.train.objective == "roc_auc" else "minimize"
     study = optuna.create_study(
-        study_name=study_name, storage=optuna_storage(settings), direction="maximize", load_if_exists=True
+        study_name=study_name, storage=optuna_storage(settings), direction=direction, load_if_exists=True
     )
     fingerprint = json.loads(json.dumps(fingerprint))  # as the storage gives it back: tuples become lists
     recorded = study.user_attrs.get(OBJECTIVE_ATTR)
@@ -288,8 +312,9 @@ def run_trials(job: TuningJob, claims: TrialClaims, after_trial: Callable[[optun
         except Exception as exc:
             runs.finish(run_id, "failed", {}, {"scoreloop.error": repr(exc)[:1000]})
             raise
+        value = f"valid_{config.objective}"
         metrics = {
-            "valid_roc_auc": float(np.mean([fold["valid_roc_auc"] for fold in folds])),
+            value: float(np.mean([fold[value] for fold in folds])),
             "best_iteration": round(float(np.mean([fold["best_iteration"] for fold in folds]))),
             "iterations_grown": sum(fold["iterations_grown"] for fold in folds),
         }
@@ -301,7 +326,7 @@ def run_trials(job: TuningJob, claims: TrialClaims, after_trial: Callable[[optun
         runs.finish(run_id, "pruned" if pruned else "complete", metrics)
         if pruned:
             raise optuna.TrialPruned(f"pruned after {metrics['iterations_grown']} trees")
-        return metrics["valid_roc_auc"]
+        return metrics[value]
 
     ran = 0
     try:
@@ -316,13 +341,14 @@ def run_trials(job: TuningJob, claims: TrialClaims, after_trial: Callable[[optun
     return ran
 
 
-def report_trials(study: optuna.Study, trials_before: int, trials: int, progress: Progress) -> None:
-    """Report the session's finished trials out of `trials`, with the study's best validation AUC so far."""
+def report_trials(study: optuna.Study, trials_before: int, trials: int, progress: Progress, objective: str) -> None:
+    """Report the session's finished trials out of `trials`, with the study's best validation figure so far."""
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
     finished = study.get_trials(deepcopy=False, states=states)
     done = sum(trial.number >= trials_before for trial in finished)
     values = [trial.value for trial in finished if trial.state == optuna.trial.TrialState.COMPLETE]
-    best = f", best valid AUC {max(values):.4f}" if values else ""
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    best = f", best valid {LABELS[objective]} {pick(values):.4f}" if values else ""
     progress(done, trials, f"trial {done} of {trials}{best}")
 
 
@@ -330,10 +356,10 @@ def fit_folds(
     params: dict, pools: list[tuple[Pool, Pool]], config: TrainSettings, threads: int, pruning: PruningCallback | None
 ) -> list[dict[str, float]]:
     """Fit one trial's parameters on each fold (stopping at the first fold the pruner stops); per fold the
-    validation AUC at the kept tree, that tree and the trees grown.
+    validation figure of the objective at the kept tree (`valid_<objective>`), that tree and the trees grown.
 
-    CatBoost's validation AUC at the kept (best) tree equals roc_auc_score on the model's validation predictions:
-    reading it saves a prediction pass and keeps scikit-learn out of the worker processes.
+    CatBoost's validation figure at the kept (best) tree equals roc_auc_score (log_loss) on the model's validation
+    predictions: reading it saves a prediction pass and keeps scikit-learn out of the worker processes.
     """
     figures = []
     for k, (train, valid) in enumerate(pools):
@@ -342,9 +368,11 @@ def fit_folds(
         model = fit_catboost(params, train, valid, config, threads=threads, callbacks=[pruning] if pruning else None)
         figures.append(
             {
-                "valid_roc_auc": model.get_best_score()["validation"][PRUNING_METRIC],
+                f"valid_{config.objective}": objective_curve(model.get_evals_result()["validation"], config.objective)[
+                    model.get_best_iteration()
+                ],
                 "best_iteration": model.get_best_iteration(),
-                "iterations_grown": len(model.get_evals_result()["validation"][PRUNING_METRIC]),
+                "iterations_grown": len(objective_curve(model.get_evals_result()["validation"], config.objective)),
             }
         )
         if pruning is not None and pruning.pruned:
@@ -423,9 +451,13 @@ def tune(
     )
     with pool:
         others = [pool.submit(_run_pooled, job) for job in jobs[1:]]
-        run_trials(jobs[0], claims, lambda study: report_trials(study, trials_before, config.trials, progress))
+        run_trials(
+            jobs[0],
+            claims,
+            lambda study: report_trials(study, trials_before, config.trials, progress, config.objective),
+        )
         for done in others:
             done.result()
-    report_trials(study, trials_before, config.trials, progress)
+    report_trials(study, trials_before, config.trials, progress, config.objective)
     session = [trial for trial in study.get_trials() if trial.number >= trials_before]
     return TuningResult(study, session, time.monotonic() - started)

@@ -85,12 +85,26 @@ class TrainSettings(BaseModel):
         "instead of the one validation slice (benchmarks/README.md: at 3,000 rows the slice overestimated AUC by "
         "~0.02 and its pick scored ~0.01 lower on the holdout; at 10,000 rows both gave the same holdout AUC).",
     )
-    candidates: list[Literal["tuned", "defaults"]] = Field(
-        default_factory=lambda: ["tuned", "defaults"],
+    candidates: list[Literal["tuned", "defaults", "blend"]] = Field(
+        default_factory=lambda: ["tuned", "defaults", "blend"],
         min_length=1,
         description="What model selection compares: the tuned parameters (and, when they use class weights, the same "
-        "without), CatBoost's defaults. Leaving one out is for experiments: the gate still compares baselines.",
+        "without), CatBoost's defaults, and the blend of the best tuned one with the defaults (both must take part). "
+        "Leaving one out is for experiments: the gate still compares baselines.",
     )
+    objective: Literal["roc_auc", "log_loss"] = Field(
+        "roc_auc",
+        description="What a tuning trial is early-stopped, pruned and scored on (validation AUC or log loss); model "
+        "selection compares candidates on AUC either way (README, Train: what tuning optimises).",
+    )
+    selection_level: float = Field(
+        0.90,
+        gt=0,
+        lt=1,
+        description="Two-sided level of the paired bootstrap interval (over out-of-fold rows) of a candidate's lead "
+        "over CatBoost's defaults: the defaults win unless its low end is above 0.",
+    )
+    selection_rounds: int = Field(300, ge=50, description="Bootstrap rounds of the selection's intervals.")
     cv_folds: int = Field(5, ge=2, description="Folds of small-data cross-validation (time-ordered with a time).")
     calibration: Literal["platt", "isotonic", "identity"] = Field(
         "platt",

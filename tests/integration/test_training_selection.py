@@ -60,7 +60,7 @@ def test_selection_picks_catboost_defaults_over_a_worse_tuned_model(crippled: di
     metrics = run.data.metrics
     assert run.data.tags["selection.winner"] == run.data.params["selection.winner"] == "defaults"
     assert metrics["selection_defaults_roc_auc"] > metrics["selection_tuned_roc_auc"] + 0.01, metrics
-    assert metrics["selection_margin"] > 0.01
+    assert metrics["selection_tuned_lead_low"] < 0  # the tuned model is not clearly better than the defaults
     assert "selection_tuned_unweighted_roc_auc" in metrics  # tuning chose class weights: the unweighted candidate
     assert run.data.params["folds"] == "5" and run.data.params["model.calibration"] == "platt"
     # the defaults candidate is also the catboost baseline: same recipe, same holdout figures
