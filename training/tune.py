@@ -274,7 +274,9 @@ def open_study(settings: Settings, study_name: str, fingerprint: dict) -> optuna
     recorded = study.user_attrs.get(OBJECTIVE_ATTR)
     if recorded is None:
         study.set_user_attr(OBJECTIVE_ATTR, fingerprint)
-    elif recorded != fingerprint:
+        return study
+    recorded = {"objective": "roc_auc", **recorded}  # studies from before the objective setting tuned on AUC
+    if recorded != fingerprint:
         changed = sorted(key for key in fingerprint if recorded.get(key) != fingerprint[key])
         raise ValueError(
             f"study {study_name!r} was started with other {', '.join(changed)} "

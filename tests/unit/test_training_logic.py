@@ -79,11 +79,15 @@ def test_cancelled_claims_hand_out_nothing_more_even_to_a_worker_yet_to_start() 
 
 def test_a_study_refuses_to_continue_on_other_data(tmp_path) -> None:
     settings = Settings(home=tmp_path)
-    fingerprint = {"data_digest": "aaaa", "seed": 42}
+    fingerprint = {"data_digest": "aaaa", "seed": 42, "objective": "roc_auc"}
     open_study(settings, "s", fingerprint)
     assert open_study(settings, "s", fingerprint).study_name == "s"  # same objective: continued
     with pytest.raises(ValueError, match=r"study 's' was started with other data_digest"):
         open_study(settings, "s", {**fingerprint, "data_digest": "bbbb"})
+    with pytest.raises(ValueError, match=r"started with other objective"):
+        open_study(settings, "s", {**fingerprint, "objective": "log_loss"})
+    open_study(settings, "old", {"data_digest": "aaaa", "seed": 42})  # recorded before the objective setting
+    assert open_study(settings, "old", fingerprint).study_name == "old"  # it tuned on AUC: continued
 
 
 @pytest.mark.slow  # tunes real CatBoost trials through Optuna and MLflow
