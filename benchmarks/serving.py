@@ -3,13 +3,14 @@
 the scoring log's commit), a no-op BentoML route given the same Arrow body (the floor), and `mlflow models serve
 --env-manager local` on the same registered version; then where a /score and a /score/arrow call spend their time.
 
-    .venv/bin/python -m benchmarks.serving [--home HOME --data FILE | --table resumes] [--requests 2000]
+    .venv/bin/python -m benchmarks.serving [--home HOME --data FILE | --table resumes] [--requests 2000] [--single]
 
 Runs on any trained home: `--home` with a champion, `--data` a CSV or Parquet file of raw records to send (the spec's
 id and features that the file has; default: the home's `leads.parquet`, as the demo and `train_home` write it).
 `--table NAME` trains a home on a real table of benchmarks/tables.py first and sends its raw rows; with neither, a
 small synthetic model is trained in a temp home (about a minute). Latencies are measured one request at a time on one
 keep-alive connection (p50/p99); rows/s is rows scored divided by the wall time of those requests.
+`--single` measures only one record per request (`measure_single`) and prints that call's bound.
 """
 
 from __future__ import annotations
