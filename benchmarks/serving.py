@@ -3,13 +3,14 @@
 the scoring log's commit), a no-op BentoML route given the same Arrow body (the floor), and `mlflow models serve
 --env-manager local` on the same registered version; then where a /score and a /score/arrow call spend their time.
 
-    .venv/bin/python -m benchmarks.serving [--home HOME --data FILE | --table resumes] [--requests 2000]
+    .venv/bin/python -m benchmarks.serving [--home HOME --data FILE | --table resumes] [--requests 2000] [--single]
 
 Runs on any trained home: `--home` with a champion, `--data` a CSV or Parquet file of raw records to send (the spec's
 id and features that the file has; default: the home's `leads.parquet`, as the demo and `train_home` write it).
 `--table NAME` trains a home on a real table of benchmarks/tables.py first and sends its raw rows; with neither, a
 small synthetic model is trained in a temp home (about a minute). Latencies are measured one request at a time on one
 keep-alive connection (p50/p99); rows/s is rows scored divided by the wall time of those requests.
+`--single` measures only one record per request (`measure_single`) and prints that call's bound.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_home_arguments(parser)
     parser.add_argument("--requests", type=int, default=2000, help="Requests at batch 1 (fewer at larger batches).")
+    parser.add_argument("--single", action="store_true", help="Only the single-record figures and their bound.")
     args = parser.parse_args()
     home, data = home_and_data(parser, args)
     settings = Settings(home=home)
@@ -68,6 +71,9 @@ def main() -> None:
     print(f"model {model.name} v{model.version}: {len(model.spec.numeric)} numeric, {len(model.spec.categorical)} "
           f"categorical, {len(model.spec.text)} text features; records from {data}", file=sys.stderr)  # fmt: skip
     counts = {size: max(20, int(args.requests / size**0.5)) for size in BATCHES}
+    if args.single:
+        measure_single(home, model, records, args.requests)
+        return
 
     rows = [measure_raw(model, records, size, max(counts[size], 1000)) for size in BATCHES]  # cheap: more calls
     port = free_port()
@@ -86,11 +92,7 @@ def main() -> None:
         for size in BATCHES:
             body = records_body(records[:size])
             rows.append(measure_http("bentoml /score, ack after commit", port, "/score", body, size, counts[size]))
-    noop_port = free_port()
-    noop = [sys.executable, "-m", "bentoml", "serve", "benchmarks.noop_service:Noop", "--port", str(noop_port),
-            "--working-dir", str(Path(__file__).resolve().parent.parent)]  # fmt: skip
-    ready, noop_env = f"http://127.0.0.1:{noop_port}/readyz", clean_env(BENTOML_HOME=str(home / "bentoml"))
-    with running(noop, ready, home / "bench-noop.log", noop_env, START_TIMEOUT_S):
+    with noop_serving(home) as noop_port:
         rows.append(measure_http(FLOOR, noop_port, "/noop", arrow, 1000, counts[1000], ARROW_STREAM))
     with mlflow_serving(settings, home) as (mlflow_port, _):
         for size in BATCHES:
@@ -98,6 +100,39 @@ def main() -> None:
             rows.append(measure_http(MLFLOW, mlflow_port, "/invocations", body, size, counts[size]))
     print_table(rows)
     print_breakdown(model, records, arrow, rows)
+
+
+def measure_single(home: Path, model, records: list[dict], count: int) -> None:
+    """One record per request: raw, /score as served (scored on the event loop), /score with every call handed to a
+    worker thread (`SCORELOOP_SERVE__INLINE_RECORDS=0`, as before), the no-op route given that record; then the
+    bound: the no-op route's p50 plus scoreloop's in-process steps for that record."""
+    rows, body = [measure_raw(model, records, 1, max(count, 1000))], records_body(records[:1])
+    for name, extra in (("bentoml /score", {}), ("bentoml /score, on a worker thread", {"INLINE_RECORDS": "0"})):
+        port, env = free_port(), clean_env(**{f"SCORELOOP_SERVE__{key}": value for key, value in extra.items()})
+        with running(serve_command(home, port), f"http://127.0.0.1:{port}/readyz", home / "bench-serve.log", env):
+            rows.append(measure_http(name, port, "/score", body, 1, count))
+    arrow = ipc_bytes(pa.Table.from_pandas(pd.DataFrame(records[:1]), preserve_index=False))
+    with noop_serving(home) as port:
+        rows.append(measure_http(FLOOR, port, "/noop", arrow, 1, count, ARROW_STREAM))
+    print_table(rows)
+    steps = in_process_steps(model, records[:1])
+    print("\nin-process steps of one /score call with 1 record (median of 50):\n| step | ms |\n|---|---:|")
+    for name, ms in steps.items():
+        print(f"| {name} | {ms:.2f} |")
+    floor = rows[-1]["p50_ms"]
+    print(f"single record: in-process steps {sum(steps.values()):.2f} ms + the no-op route's p50 {floor:.2f} ms = "
+          f"{sum(steps.values()) + floor:.2f} ms at best (served p50 {rows[1]['p50_ms']:.2f} ms)")  # fmt: skip
+
+
+@contextmanager
+def noop_serving(home: Path) -> Iterator[int]:
+    """`benchmarks/noop_service.py` served by BentoML on a free loopback port."""
+    port = free_port()
+    noop = [sys.executable, "-m", "bentoml", "serve", "benchmarks.noop_service:Noop", "--port", str(port),
+            "--working-dir", str(Path(__file__).resolve().parent.parent)]  # fmt: skip
+    ready, env = f"http://127.0.0.1:{port}/readyz", clean_env(BENTOML_HOME=str(home / "bentoml"))
+    with running(noop, ready, home / "bench-noop.log", env, START_TIMEOUT_S):
+        yield port
 
 
 def measure_raw(model, records: list[dict], size: int, count: int) -> dict:
@@ -144,7 +179,7 @@ def print_table(rows: list[dict]) -> None:
     for row in rows:
         raw = by[("raw predict_proba", row["batch"])]
         versus = ""
-        if row["path"].startswith("bentoml"):
+        if row["path"].startswith("bentoml") and (MLFLOW, row["batch"]) in by:
             versus = f"{row['rows_s'] / by[(MLFLOW, row['batch'])]:.1f}x"
         print(f"| {row['path']} | {row['batch']} | {row['requests']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
               f"| {row['rows_s']:,.0f} | {row['rows_s'] / raw:.0%} | {versus} |")  # fmt: skip
@@ -155,14 +190,7 @@ def print_breakdown(model, records: list[dict], arrow: bytes, rows: list[dict]) 
     (JSON, with the pydantic path that names a refused body's problems beside it) and /score/arrow; then the floor
     plus each door's steps against the raw predict_proba."""
     body = records_body(records)
-    read_json = records_reader(model.spec, len(records))
-    checked = read_json(body)["records"]
-    scored = score_rows(model, checked)
-    shared: dict[str, Callable[[], object]] = {
-        "pool + predict_proba + score + tier (score_rows)": lambda: score_rows(model, checked),
-        "missing/unseen counts for /metrics (field_counts)": lambda: field_counts(checked, model.spec),
-        "scoring-log row (ScoredBatch.as_row)": lambda: scored_batch(model.spec, checked, scored).as_row(),
-    }
+    read_json, scored, shared = json_steps_for(model, records)
     json_steps: dict[str, Callable[[], object]] = {
         "decoding + validation + coercion (records_reader: msgspec, read_columns)": lambda: read_json(body),
         **shared,
@@ -189,6 +217,28 @@ def print_breakdown(model, records: list[dict], arrow: bytes, rows: list[dict]) 
         best = sum(medians[route].values()) + floor
         print(f"{route}'s in-process steps {best - floor:.2f} ms + the no-op route's p50 {floor:.2f} ms = {best:.2f} "
               f"ms per 1,000 records at best: {raw / best:.0%} of raw predict_proba (p50 {raw:.2f} ms)")  # fmt: skip
+
+
+def json_steps_for(model, records: list[dict]) -> tuple[Callable, np.ndarray, dict[str, Callable]]:
+    """The JSON reader, the records' scored fields, and the steps every door shares, ready to time."""
+    read_json = records_reader(model.spec, len(records))
+    checked = read_json(records_body(records))["records"]
+    scored = score_rows(model, checked)
+    shared: dict[str, Callable[[], object]] = {
+        "pool + predict_proba + score + tier (score_rows)": lambda: score_rows(model, checked),
+        "missing/unseen counts for /metrics (field_counts)": lambda: field_counts(checked, model.spec),
+        "scoring-log row (ScoredBatch.as_row)": lambda: scored_batch(model.spec, checked, scored).as_row(),
+    }
+    return read_json, scored, shared
+
+
+def in_process_steps(model, records: list[dict]) -> dict[str, float]:
+    """Median ms of each in-process step of one /score call with these records."""
+    body = records_body(records)
+    read_json, scored, shared = json_steps_for(model, records)
+    steps = {"decoding + validation + coercion (records_reader)": lambda: read_json(body), **shared,
+             "response encoding (records_json)": lambda: records_json(scored)}  # fmt: skip
+    return {name: median_ms(step) for name, step in steps.items()}
 
 
 def median_ms(step: Callable[[], object]) -> float:

@@ -68,16 +68,21 @@ class ScoreLog:
         self._writer = threading.Thread(target=self._run, name="scoring-log-writer", daemon=True)
         self._writer.start()
 
-    def submit(self, rows: np.ndarray, scored: np.ndarray) -> None:
+    def submit(self, rows: np.ndarray, scored: np.ndarray, *, wait: bool = True) -> bool:
         """Queue scored rows (and with `ack="committed"` wait for their commit); blocks while the queue is full, and
-        raises a 503 after `wait_seconds` of that or of waiting for the commit."""
+        raises a 503 after `wait_seconds` of that or of waiting for the commit. With `wait=False` (the event loop,
+        which must not block) nothing is queued and False returned where it would wait."""
         if len(rows) == 0:
-            return
+            return True
+        if not wait and self.ack == "committed":
+            return False
         entry = scored_batch(self.spec, rows, scored, scored_at=datetime.now(UTC).replace(tzinfo=None)).as_row()
         size = _size(entry)
         with self._changed:
             if self._closing:
                 raise ServiceUnavailable("the server is stopping")
+            if not wait and not self._has_room(len(rows), size):
+                return False
             has_room = self._changed.wait_for(lambda: self._has_room(len(rows), size), self.wait_seconds)
             if not has_room:
                 raise ServiceUnavailable(
@@ -94,6 +99,7 @@ class ScoreLog:
                 lambda: self._committed >= mine, self.wait_seconds
             ):
                 raise ServiceUnavailable("the scoring log did not commit this request's rows in time")
+        return True
 
     def _has_room(self, rows: int, size: int) -> bool:
         if self._pending == 0:

@@ -100,3 +100,21 @@ def test_a_committed_ack_returns_once_the_rows_are_in_the_store(tmp_path: Path) 
         log.submit(*batch(2, f"k{i}-"))
         assert store.count() == 2 * (i + 1)  # before close(): each submit waited for its commit
     log.close()
+
+
+@pytest.mark.parametrize("ack", ["queued", "committed"])
+def test_without_waiting_rows_are_queued_or_nothing_is(tmp_path: Path, ack: str) -> None:
+    """`wait=False` (the event loop's call) queues when there is room, and where `submit` would wait (a full queue,
+    a committed ack) returns False at once having queued nothing, so the caller can wait in a thread instead."""
+    store = RecordStore(f"sqlite:///{tmp_path / 'records.db'}")
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE score_batches"))  # nothing leaves the queue until the table is back
+    log = ScoreLog(store, SPEC, max_rows=1000, max_bytes=2**20, ack=ack, wait_seconds=0.3)
+    queued = log.submit(*batch(990, "a"), wait=False)
+    assert queued is (ack == "queued") and log.pending == (990 if queued else 0)
+    began = time.monotonic()
+    assert log.submit(*batch(20, "b"), wait=False) is False  # 1,010 rows would not fit (or the ack would wait)
+    assert time.monotonic() - began < 0.2 and log.pending == (990 if queued else 0)
+    METADATA.create_all(store.engine)
+    log.close()
+    assert store.count() == (990 if queued else 0)
