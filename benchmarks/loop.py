@@ -96,6 +96,9 @@ def bench_world(world: str, config: SimulationConfig, args: argparse.Namespace) 
     for name, measured, met in targets(arms, judged):
         print(f"| {name} | {measured} | {'yes' if met else 'no'} |")
     print(f"\ngate: {judged}")
+    frame = pd.DataFrame([r.to_dict() for r in records])
+    gain = (frame["true_auc_challenger"] - frame["true_auc_champion"]).groupby(frame["arm"]).mean()
+    print(f"challenger - champion true AUC, mean over seeds and cycles: {gain.dropna().round(4).to_dict()}")
 
 
 def main() -> None:
