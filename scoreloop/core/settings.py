@@ -176,7 +176,7 @@ class RetrainSettings(BaseModel):
     """What a retrain adds to the labelled records of its window (benchmarks/README.md, loop: measured off and on)."""
 
     older_decay: float = Field(
-        0.5,
+        0.8,
         ge=0,
         le=1,
         description="Fully labelled rows from before the window (the file the champion's lineage names) join the "
@@ -184,7 +184,7 @@ class RetrainSettings(BaseModel):
         "never validated, held out or gated on. 0 leaves them out.",
     )
     warm_start: bool = Field(
-        False,
+        True,
         description="Fit the challenger on top of the champion: every fit starts from the champion's raw log-odds "
         "(CatBoost's baseline) and the served model is the sum of the two (one CatBoost model).",
     )
