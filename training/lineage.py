@@ -49,7 +49,8 @@ def log_lineage(split: Split, spec: DatasetSpec, source: str) -> None:
     (tags `scoreloop.git_commit`/`scoreloop.git_dirty` and MLflow's own) and library versions (`lib.*` params)."""
     with warnings.catch_warnings():  # MLflow warns about int columns and its own duplicate local-source resolvers
         warnings.simplefilter("ignore", UserWarning)
-        for context, frame in (("training", split.train), ("validation", split.valid), ("holdout", split.holdout)):
+        slices = [("training", split.train), ("validation", split.valid), ("holdout", split.holdout)]
+        for context, frame in slices + ([("training-older", split.older)] if split.older is not None else []):
             dataset = mlflow.data.from_pandas(frame, source=source, targets=spec.target, name=f"{spec.name}-{context}")
             mlflow.log_input(dataset, context=context)
     mlflow.log_text(spec.to_yaml(), "spec.yaml")

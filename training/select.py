@@ -33,6 +33,7 @@ from scoreloop.core.settings import TrainSettings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.training.split import slice_weights
 from scoreloop.training.tune import TuningData, fit_catboost
+from scoreloop.training.warm import on_top, start_values
 
 SELECTION_METRIC = "roc_auc"
 DEFAULT_TREES = 1000  # CatBoostClassifier's own default `iterations`
@@ -200,11 +201,19 @@ def selection_figures(candidates: Sequence[Candidate], winner: Candidate) -> dic
 
 
 def refit(
-    candidate: Candidate, rows: pd.DataFrame, spec: DatasetSpec, config: TrainSettings, weights: pd.Series | None
+    candidate: Candidate,
+    rows: pd.DataFrame,
+    spec: DatasetSpec,
+    config: TrainSettings,
+    weights: pd.Series | None,
+    champion: CatBoostClassifier | None = None,
 ) -> CatBoostClassifier:
-    """The (fitted, not blended) candidate refit on `rows` (train+valid) with the trees its folds kept."""
-    pool = make_pool(rows, spec, rows[spec.target], slice_weights(rows, weights))
-    return fit_catboost(candidate.params, pool, None, config, iterations=candidate.iterations)
+    """The candidate refit on `rows` (train+valid) with the trees its folds kept; with a `champion` (warm start),
+    fitted from its log-odds and returned summed with it (`training.warm`)."""
+    baseline = start_values(champion, rows, spec)
+    pool = make_pool(rows, spec, rows[spec.target], slice_weights(rows, weights), baseline)
+    model = fit_catboost(candidate.params, pool, None, config, iterations=candidate.iterations)
+    return model if champion is None else on_top(champion, model)
 
 
 def blend_models(models: Sequence[CatBoostClassifier]) -> CatBoostClassifier:

@@ -1,5 +1,8 @@
 """Out-of-time split: train on the oldest rows, tune on the next slice, keep the newest slice untouched; and the
-folds tuning and model selection fit on (the validation slice, or k folds over train+valid for small data)."""
+folds tuning and model selection fit on (the validation slice, or k folds over train+valid for small data).
+
+A retrain may add older fully labelled rows (`Split.older`): every fit trains on them, but no fold validates on
+them and they are never in the holdout, so what tuning, calibration and the gate judge is the newest data only."""
 
 from __future__ import annotations
 
@@ -19,6 +22,12 @@ class Split:
     valid: pd.DataFrame
     holdout: pd.DataFrame
     windows: dict[str, str]
+    older: pd.DataFrame | None = None
+
+    @property
+    def fitted(self) -> pd.DataFrame:
+        """What the refit learns from: the older rows (if any), train and valid."""
+        return pd.concat([part for part in (self.older, self.train, self.valid) if part is not None])
 
 
 def _bounds(frame: pd.DataFrame, column: str | None) -> tuple[str, str]:
@@ -73,6 +82,25 @@ def _stratified_shuffle(rows: pd.DataFrame, target: str, seed: int) -> pd.DataFr
     return rows.iloc[np.argsort(position, kind="stable")]
 
 
+@dataclass(frozen=True)
+class Older:
+    """Fully labelled rows from before a retrain's window, each with its weight (aligned on `rows`), and where they
+    were read from."""
+
+    rows: pd.DataFrame
+    weights: pd.Series
+    source: str
+
+
+def with_older(rows: pd.DataFrame, weights: pd.Series | None, older: Older) -> tuple[pd.DataFrame, pd.Series, Older]:
+    """The window's rows and the older rows renumbered so their indexes cannot collide, and one weight series for
+    both: the older rows' own, the window's (1 each when the window is unweighted)."""
+    first, window = pd.RangeIndex(len(older.rows)), pd.RangeIndex(len(older.rows), len(older.rows) + len(rows))
+    own = pd.Series(1.0, index=rows.index) if weights is None else weights.loc[rows.index].astype(float)
+    combined = pd.concat([older.weights.loc[older.rows.index].astype(float).set_axis(first), own.set_axis(window)])
+    return rows.set_axis(window), combined, Older(older.rows.set_axis(first), combined.loc[first], older.source)
+
+
 def slice_weights(rows: pd.DataFrame, weights: pd.Series | None) -> np.ndarray | None:
     """The weights of `rows` (aligned on their index), or None when training is unweighted."""
     return None if weights is None else weights.loc[rows.index].to_numpy(dtype=float)
@@ -88,11 +116,15 @@ class Fold:
 
 def tuning_folds(split: Split, spec: DatasetSpec, cv_below_rows: int, k: int, seed: int) -> list[Fold]:
     """The validation slice as one fold when train+valid holds at least `cv_below_rows` rows; otherwise `k` folds
-    over train+valid (`cv_folds`). The holdout is in none of them."""
+    over train+valid (`cv_folds`). The holdout is in none of them; the older rows are in every fold's training
+    rows and in no validation rows."""
     development = pd.concat([split.train, split.valid])
-    if len(development) >= cv_below_rows:
-        return [Fold(split.train, split.valid)]
-    return cv_folds(development, spec, k, seed)
+    folds = (
+        [Fold(split.train, split.valid)] if len(development) >= cv_below_rows else cv_folds(development, spec, k, seed)
+    )
+    if split.older is None:
+        return folds
+    return [Fold(pd.concat([split.older, fold.train]), fold.valid) for fold in folds]
 
 
 def cv_folds(rows: pd.DataFrame, spec: DatasetSpec, k: int, seed: int) -> list[Fold]:

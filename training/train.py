@@ -48,9 +48,10 @@ from scoreloop.training.select import (
     with_blend,
 )
 from scoreloop.training.simple import fit_simple
-from scoreloop.training.split import Split, slice_weights, time_split, tuning_folds
+from scoreloop.training.split import Older, Split, slice_weights, time_split, tuning_folds, with_older
 from scoreloop.training.tags import BASELINE_PROBA, ROLE_TAG, STUDY_TAG
 from scoreloop.training.tune import TuningData, TuningResult, start_worker_server, tune
+from scoreloop.training.warm import start_values
 
 __all__ = ["HoldoutFigures", "TooLittleData", "TrainResult", "check_floor", "holdout_figures", "train", "train_rows"]
 
@@ -108,6 +109,8 @@ def train_rows(
     *,
     source: str,
     weights: pd.Series | None = None,
+    older: Older | None = None,
+    warm: CatBoostClassifier | None = None,
     rows_rejected: int = 0,
     study_name: str | None = None,
     progress: Progress = silent,
@@ -117,28 +120,43 @@ def train_rows(
 
     Refuses (`TooLittleData`) below the data floor, before any run is opened. `rows` are coerced records;
     `weights` (aligned on their index) weight the training and validation rows, e.g. inverse propensities when the
-    labels were chosen by a previous model. Running again with the same `study_name` adds trials to that Optuna
-    study (under a new parent run). Everything after tuning is kept on disk before it is logged (see
-    `training.pending`). `progress` hears of every trial (with the best figure so far), then of the evaluation.
+    labels were chosen by a previous model. `older` rows (fully labelled, from before `rows`) join every fit with
+    their own weights and are never validated, held out or calibrated on; `warm` (the champion's classifier) makes
+    every fit start from its log-odds and the served model the sum of both (`training.warm`).
+    Running again with the same `study_name` adds trials to that Optuna study (under a new parent run). Everything
+    after tuning is kept on disk before it is logged (see `training.pending`). `progress` hears of every trial
+    (with the best figure so far), then of the evaluation.
     """
     config = settings.train
     check_floor(rows, spec, config)
     start_worker_server(config.workers)
+    if older is not None:
+        rows, weights, older = with_older(rows, weights, older)
     split = time_split(rows, spec, config.valid_fraction, config.holdout_fraction, config.seed)
+    split = split if older is None else replace(split, older=older.rows)
     study_name = study_name or f"{settings.model_name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     require_tracking(settings)
     experiment_id = configure(settings)
     run_id = mlflow.start_run(run_name=study_name, tags={STUDY_TAG: study_name, ROLE_TAG: "study"}).info.run_id
     try:
         folds = [
-            TuningData(spec, f.train, f.valid, slice_weights(f.train, weights), slice_weights(f.valid, weights))
+            TuningData(
+                spec,
+                f.train,
+                f.valid,
+                slice_weights(f.train, weights),
+                slice_weights(f.valid, weights),
+                start_values(warm, f.train, spec),
+                start_values(warm, f.valid, spec),
+            )
             for f in tuning_folds(split, spec, config.cv_below_rows, config.cv_folds, config.seed)
         ]
         _log_settings(settings, source, len(rows), rows_rejected, weights is not None, split, len(folds))
+        _log_start(older, warm is not None)
         log_lineage(split, spec, redact(source))
         tuning = tune(settings, study_name, folds, run_id, experiment_id, mlflow.get_tracking_uri(), progress)
         progress(config.trials, config.trials, "refitting, calibrating and evaluating the best trial")
-        directory = _evaluate(settings, spec, split, folds, tuning, weights, run_id, rows_rejected)
+        directory = _evaluate(settings, spec, split, folds, tuning, weights, warm, run_id, rows_rejected)
     except BaseException as exc:
         _end_failed(settings, study_name, exc)
         raise
@@ -227,12 +245,13 @@ def _evaluate(
     folds: list[TuningData],
     tuning: TuningResult,
     weights: pd.Series | None,
+    warm: CatBoostClassifier | None,
     run_id: str,
     rows_rejected: int,
 ) -> Path:
     """Select, refit and calibrate; score the holdout and the baselines; keep what the run logs on disk."""
     config = settings.train
-    selected, defaults = _select(spec, split, folds, tuning, weights, config)
+    selected, defaults = _select(spec, split, folds, tuning, weights, warm, config)
     baselines = {}
     if config.baselines:
         baselines = {
@@ -267,6 +286,7 @@ def _select(
     folds: list[TuningData],
     tuning: TuningResult,
     weights: pd.Series | None,
+    warm: CatBoostClassifier | None,
     config: TrainSettings,
 ) -> tuple[Selected, CatBoostClassifier | None]:
     """Cross-validate every candidate on the tuning folds (the blend is its parts' out-of-fold predictions averaged),
@@ -279,11 +299,11 @@ def _select(
     compared = [c for c in candidates if c.name in eligible]
     compared = with_blend(compared) if BLEND in config.candidates else compared
     winner, leads = choose(compared, config)
-    refit_rows = pd.concat([split.train, split.valid])
+    refit_rows = split.fitted
     needed = {c.name: c for c in winner.parts or (winner,)}
     if config.baselines:
         needed[REFERENCE] = next(c for c in candidates if c.name == REFERENCE)
-    models = {name: refit(c, refit_rows, spec, config, weights) for name, c in needed.items()}
+    models = {name: refit(c, refit_rows, spec, config, weights, warm) for name, c in needed.items()}
     model = blend_models([models[c.name] for c in winner.parts]) if winner.parts else models[winner.name]
     calibration = calibrate(winner, config)
     raw = model.predict_proba(model_frame(split.holdout, spec))[:, 1]
@@ -392,6 +412,15 @@ def _log_settings(
             **{f"window.{k}": v for k, v in split.windows.items()},
         }
     )
+
+
+def _log_start(older: Older | None, warm: bool) -> None:
+    """What the fits started from beyond the rows: older rows (how many, from where, their weight) and the warm
+    start."""
+    params: dict = {"warm_start": warm, "older_rows": 0 if older is None else len(older.rows)}
+    if older is not None:
+        params |= {"older_data": redact(older.source), "older_weight_mean": round(float(older.weights.mean()), 4)}
+    mlflow.log_params(params)
 
 
 def _trees(trial: optuna.trial.FrozenTrial) -> int:

@@ -52,7 +52,8 @@ PRUNE_INTERVAL = 5  # trees between two pruning decisions
 
 @dataclass(frozen=True)
 class TuningData:
-    """One fold: the rows a trial fits on and the rows it early-stops on and is scored on, with their weights;
+    """One fold: the rows a trial fits on and the rows it early-stops on and is scored on, with their weights and,
+    for a warm start, the champion's raw log-odds on them (every fit starts there);
     picklable, so worker processes rebuild the same pools. Small data is tuned on several (`tune`'s `data`)."""
 
     spec: DatasetSpec
@@ -60,22 +61,28 @@ class TuningData:
     valid: pd.DataFrame
     train_weight: np.ndarray | None = None
     valid_weight: np.ndarray | None = None
+    train_baseline: np.ndarray | None = None
+    valid_baseline: np.ndarray | None = None
 
     def pools(self) -> tuple[Pool, Pool]:
         target = self.spec.target
         return (
-            make_pool(self.train, self.spec, self.train[target], self.train_weight),
-            make_pool(self.valid, self.spec, self.valid[target], self.valid_weight),
+            make_pool(self.train, self.spec, self.train[target], self.train_weight, self.train_baseline),
+            make_pool(self.valid, self.spec, self.valid[target], self.valid_weight, self.valid_baseline),
         )
 
     def digest(self) -> str:
-        """A content hash of exactly what the trials see: features, labels and weights of both slices."""
+        """A content hash of exactly what the trials see: features, labels, weights and baselines of both slices."""
         sha = hashlib.sha256()
-        for rows, weight in ((self.train, self.train_weight), (self.valid, self.valid_weight)):
+        for rows, *extras in (
+            (self.train, self.train_weight, self.train_baseline),
+            (self.valid, self.valid_weight, self.valid_baseline),
+        ):
             frame = model_frame(rows, self.spec).assign(_target=rows[self.spec.target].to_numpy())
             sha.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-            if weight is not None:
-                sha.update(np.asarray(weight, dtype=float).tobytes())
+            for extra in extras:
+                if extra is not None:
+                    sha.update(np.asarray(extra, dtype=float).tobytes())
         return sha.hexdigest()[:16]
 
 
@@ -176,12 +183,13 @@ def fit_catboost(
     """Fit with early stopping on `valid` (or for a fixed number of `iterations` when refitting without one).
 
     Every fit starts from the base rate (`boost_from_average`), not from 0.5: a fit that early stopping ends after
-    a few trees still predicts about the observed rate.
+    a few trees still predicts about the observed rate. A warm-started pool (one with a baseline) starts from the
+    champion's log-odds instead.
     """
     model = CatBoostClassifier(
         **params,
         iterations=iterations or config.max_iterations,
-        boost_from_average=True,
+        boost_from_average=train.get_baseline().size == 0,
         eval_metric=eval_metric(config.objective, params, valid),
         random_seed=config.seed,
         thread_count=threads or config.threads,

@@ -256,7 +256,7 @@ def ingest_file(source: Path, spec: DatasetSpec, output: Path) -> IngestReport:
     output.parent.mkdir(parents=True, exist_ok=True)
     qpath = quarantine_path(output)
     with written_atomically(output) as partial, written_atomically(qpath) as partial_quarantine:
-        _write_ingested(ingested, spec, partial)
+        write_rows(ingested.rows, spec, partial, len(ingested.quarantined))
         if len(ingested.quarantined):  # raw values may hold \r or quotes
             ingested.quarantined.to_csv(partial_quarantine, index=False, quoting=csv.QUOTE_ALL)
     report = IngestReport(
@@ -275,9 +275,11 @@ def ingest_file(source: Path, spec: DatasetSpec, output: Path) -> IngestReport:
     return report
 
 
-def _write_ingested(ingested: Ingested, spec: DatasetSpec, output: Path) -> None:
-    table = pa.Table.from_pandas(ingested.rows, preserve_index=False)
-    note = json.dumps({"spec": spec.model_dump(mode="json"), "rows_quarantined": len(ingested.quarantined)})
+def write_rows(rows: pd.DataFrame, spec: DatasetSpec, output: Path, quarantined: int = 0) -> None:
+    """Typed rows as an ingested Parquet file (with the spec and the count of `quarantined` records), which
+    `read_rows` reads back exactly as written."""
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    note = json.dumps({"spec": spec.model_dump(mode="json"), "rows_quarantined": quarantined})
     pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), INGESTED_KEY: note}), output)
 
 

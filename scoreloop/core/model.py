@@ -54,11 +54,15 @@ def model_frame(rows: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     return frame
 
 
-def make_pool(rows: pd.DataFrame, spec: DatasetSpec, label: pd.Series | None = None, weight=None) -> Pool:
+def make_pool(
+    rows: pd.DataFrame, spec: DatasetSpec, label: pd.Series | None = None, weight=None, baseline=None
+) -> Pool:
+    """CatBoost's pool of `rows`; `baseline`: raw log-odds every fit on it starts from (a warm start)."""
     return Pool(
         model_frame(rows, spec),
         label=None if label is None else np.asarray(label),
         weight=weight,
+        baseline=baseline,
         cat_features=spec.categorical or None,
         text_features=spec.text or None,
     )

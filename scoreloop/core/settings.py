@@ -189,6 +189,24 @@ class PolicySettings(BaseModel):
     seed: int = 0
 
 
+class RetrainSettings(BaseModel):
+    """What a retrain adds to the labelled records of its window (benchmarks/README.md, loop: measured off and on)."""
+
+    older_decay: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="Fully labelled rows from before the window (the file the champion's lineage names) join the "
+        "training rows with weight older_decay ** age, age in window lengths before the window's start; they are "
+        "never validated, held out or gated on. 0 leaves them out.",
+    )
+    warm_start: bool = Field(
+        True,
+        description="Fit the challenger on top of the champion: every fit starts from the champion's raw log-odds "
+        "(CatBoost's baseline) and the served model is the sum of the two (one CatBoost model).",
+    )
+
+
 class ValueSettings(BaseModel):
     """The simple approach every training run is compared with, and the business terms of the comparison."""
 
@@ -292,6 +310,7 @@ class Settings(BaseSettings):
     gate: GateSettings = Field(default_factory=GateSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     value: ValueSettings = Field(default_factory=ValueSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)

@@ -21,19 +21,22 @@ from typing import Any, Literal
 
 import mlflow
 import pandas as pd
+from catboost import CatBoostClassifier
 
 from scoreloop.core.metrics import positive_rate
+from scoreloop.core.model import ScoringModel
 from scoreloop.core.pages import new_report_dir, table, write_index, write_report
 from scoreloop.core.policy import EXPLORE, ipw_weights
 from scoreloop.core.progress import Progress, silent, within
 from scoreloop.core.settings import Settings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.core.store import RecordStore
-from scoreloop.core.tracking import configure, load_registered
+from scoreloop.core.tracking import CHAMPION, configure, load_registered, version_by_alias
 from scoreloop.monitoring.drift import DriftSummary, build_drift_report
 from scoreloop.training.promote import GateDecision, attach_evaluation, promote, run_table
+from scoreloop.training.split import Older
 from scoreloop.training.tags import HOLDOUT_ARTIFACT, PROPENSITY
-from scoreloop.training.train import TooLittleData, TrainResult, train_rows
+from scoreloop.training.train import TooLittleData, TrainResult, load_rows, train_rows
 
 TimeBasis = Literal["scored_at", "record"]
 TOO_LITTLE_DATA = "refused: too little data"
@@ -165,11 +168,14 @@ def retrain(
     settings.ensure_home()
     progress(0, RETRAIN_STEPS, "reading the scoring log")
     store = store or RecordStore(settings.record_store_url)
-    spec = spec or load_registered(settings).spec
+    champion = _champion(settings)
+    spec = spec or (champion or load_registered(settings)).spec
     end = end or _after_last(store)
     window = pd.Timedelta(window).to_pytimedelta()  # datetime - pandas.Timedelta silently subtracts nothing
     start, previous_start = end - window, end - 2 * window
     logged, logged_before, scored = _window_rows(store, spec, basis, (previous_start, start, end))
+    older = older_rows(settings, spec, champion, start, window)
+    warm = champion.classifier if champion is not None and settings.retrain.warm_start else None
     current, previous = training_rows(logged, spec), training_rows(logged_before, spec)
     out_dir = new_report_dir(settings.reports_dir, "retrain")
     progress(1, RETRAIN_STEPS, "drift report of the window against the previous one")
@@ -178,10 +184,19 @@ def retrain(
     source = f"scoring log {start:%Y%m%dT%H%M%S} to {end:%Y%m%dT%H%M%S}"
     training = within(progress, 2, RETRAIN_STEPS, "training")
     trained, decision, failure, refused = _train_and_gate(
-        settings, spec, logged, current, ipw, source, study_name, training
+        settings, spec, logged, current, ipw, source, study_name, (older, warm), training
     )
     progress(3, RETRAIN_STEPS, "publishing the report")
-    params = {"window": str(window), "basis": basis, "ipw": ipw, "ipw_clip": settings.policy.ipw_clip, **bounds}
+    params = {
+        "window": str(window),
+        "basis": basis,
+        "ipw": ipw,
+        "ipw_clip": settings.policy.ipw_clip,
+        "older_decay": settings.retrain.older_decay,
+        "older_rows": 0 if older is None else len(older.rows),
+        "warm_start": warm is not None,
+        **bounds,
+    }
     findings = retrain_findings(
         current,
         previous,
@@ -209,16 +224,27 @@ def _train_and_gate(
     ipw: bool,
     source: str,
     study_name: str | None,
+    start: tuple[Older | None, CatBoostClassifier | None],
     progress: Progress = silent,
 ) -> tuple[TrainResult | None, GateDecision | None, str, bool]:
-    """Train a challenger on the window's labelled rows, attach the logged decisions of its holdout span (every
-    record scored there, worked or not) for the gate's off-policy figures, and run the gate; or say why nothing
-    could be trained (and whether it was the data floor that refused). `current` is `logged`'s labelled rows."""
+    """Train a challenger on the window's labelled rows (with `start`: the older rows and the champion to warm
+    start from, each or both None), attach the logged decisions of its holdout span (every record scored there,
+    worked or not) for the gate's off-policy figures, and run the gate; or say why nothing could be trained (and
+    whether it was the data floor that refused). `current` is `logged`'s labelled rows."""
     weights = ipw_weights(current[PROPENSITY], settings.policy.ipw_clip) if ipw else None
     rows = current.drop(columns=[PROPENSITY, "policy"])
+    older, warm = start
     try:
         trained = train_rows(
-            settings, spec, rows, source=source, weights=weights, study_name=study_name, progress=progress
+            settings,
+            spec,
+            rows,
+            source=source,
+            weights=weights,
+            older=older,
+            warm=warm,
+            study_name=study_name,
+            progress=progress,
         )
     except TooLittleData as exc:
         return None, None, str(exc), True
@@ -228,6 +254,40 @@ def _train_and_gate(
     if evaluation is not None:
         attach_evaluation(trained.run_id, evaluation)
     return trained, promote(settings), "", False
+
+
+def _champion(settings: Settings) -> ScoringModel | None:
+    configure(settings)
+    return None if version_by_alias(settings.model_name, CHAMPION) is None else load_registered(settings)
+
+
+def older_rows(
+    settings: Settings, spec: DatasetSpec, champion: ScoringModel | None, start: datetime, window: timedelta
+) -> Older | None:
+    """The fully labelled rows from before `start` that the champion's lineage names (the file its run trained
+    on, or the older file its own retrain added), weighted `older_decay ** age` (`decayed_weights`). None when the
+    decay is 0, the spec has no time column to age rows by, or the lineage names no file that still exists (a
+    champion trained on the scoring log alone: its rows are policy-labelled, not fully labelled)."""
+    decay = settings.retrain.older_decay
+    if decay == 0 or champion is None or champion.card.run_id is None or not spec.time_column:
+        return None
+    params = mlflow.MlflowClient().get_run(champion.card.run_id).data.params
+    path = Path(params.get("older_data") or params.get("data") or "")
+    if not path.is_file():
+        return None
+    rows = load_rows(path, spec)[0]
+    times = pd.to_datetime(rows[spec.time_column])
+    kept = rows[rows[spec.target].notna() & (times < pd.Timestamp(start))]
+    if kept.empty:
+        return None
+    return Older(kept, decayed_weights(times.loc[kept.index], start, window, decay), str(path))
+
+
+def decayed_weights(times: pd.Series, start: datetime, window: timedelta, decay: float) -> pd.Series:
+    """`decay ** age` per row, age in window lengths from the row's time back to the window's `start`: a row one
+    window older than the window weighs `decay` against a window row's 1 (before inverse propensities)."""
+    age = (pd.Timestamp(start) - pd.to_datetime(times)) / pd.Timedelta(window)
+    return (decay**age).astype(float)
 
 
 def holdout_span(logged: pd.DataFrame, spec: DatasetSpec, run_id: str) -> pd.DataFrame | None:

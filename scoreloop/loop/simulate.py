@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
+from scoreloop.core.ingest import write_rows
 from scoreloop.core.metrics import expected_auc, top_k_rows
 from scoreloop.core.offpolicy import Logged, compare
 from scoreloop.core.pages import new_figure, new_report_dir, png, table, write_index, write_report
@@ -209,7 +210,9 @@ def arm_settings(settings: Settings, arm: str, seed: int) -> Settings:
 
 
 def train_pilot(settings: Settings, world: World, seed: int, progress: Progress = silent) -> TrainResult:
-    """The first champion of a seed, trained on the pilot month in which every record was worked."""
+    """The first champion of a seed, trained on the pilot month in which every record was worked. The month is
+    written as an ingested file first, as a user's first training set would be: the champion's lineage names it,
+    so a retrain can add it as older fully labelled rows (`retrain.older_rows`)."""
     pilot = settings.model_copy(
         update={
             "model_name": f"{settings.model_name}-sim-s{seed}-pilot",
@@ -217,8 +220,9 @@ def train_pilot(settings: Settings, world: World, seed: int, progress: Progress 
         }
     )
     rows = world.months[0].drop(columns=TRUTH)
-    source = f"pilot month: {world.source}"
-    return train_rows(pilot, world.spec, rows, source=source, study_name=pilot.model_name, progress=progress)
+    path = settings.ensure_home() / f"simulate-s{seed}-pilot.parquet"
+    write_rows(rows, world.spec, path)
+    return train_rows(pilot, world.spec, rows, source=str(path), study_name=pilot.model_name, progress=progress)
 
 
 def true_auc(probability: np.ndarray, month: pd.DataFrame) -> float:

@@ -21,7 +21,7 @@ from scoreloop.core.synthetic import WorldConfig, generate_leads
 from scoreloop.core.tracking import CHAMPION, configure, load_version
 from scoreloop.loop.simulate import ARMS, SimulationConfig, lead_spec, run_simulation
 from scoreloop.training.promote import run_table
-from scoreloop.training.tags import LOGGED_ARTIFACT, PROPENSITY
+from scoreloop.training.tags import HOLDOUT_ARTIFACT, LOGGED_ARTIFACT, PROPENSITY
 from tests.support import cli
 
 pytestmark = pytest.mark.slow
@@ -91,9 +91,11 @@ def test_every_arm_runs_every_cycle_and_only_the_default_one_is_gated(loop) -> N
     assert shared.nunique() == 1  # every arm starts from the same pilot, judged on the same next month
     assert frame["worked"].between(350, 450).all()  # a fifth of a month of about 2,000 leads
     assert (frame.loc["explore", "explored"] == (frame.loc["explore", "worked"] / 2).round()).all()
-    # Retrained on its own top picks, exploit-only ranks the population far worse than a retrain on every outcome
-    # (measured on seeds 0-4 while developing: by 0.10 to 0.19).
-    assert frame.loc[("oracle", 1), "true_auc_challenger"] > frame.loc[("exploit", 1), "true_auc_challenger"] + 0.05
+    # Retrained on its own top picks from scratch, exploit-only ranked the population 0.10 to 0.19 worse than a
+    # retrain on every outcome (seeds 0-4); warm-started from the champion with the pilot month beside it, it stays
+    # close to the champion.
+    exploit = frame.loc[("exploit", 1)]
+    assert exploit["true_auc_challenger"] > exploit["true_auc_champion"] - 0.02
 
 
 def test_the_gate_judged_the_default_arm_on_its_logged_decisions(loop) -> None:
@@ -143,6 +145,26 @@ def test_the_propensity_is_logged_with_every_score(loop) -> None:
     assert (log["outcome"].notna() == log["worked"]).all()  # labels exist for worked leads only
     oracle = RecordStore(f"sqlite:///{home / 'simulate-s0-oracle.db'}").labelled(features=False)
     assert oracle["outcome"].notna().all() and (oracle["propensity"] == 1).all()  # every outcome, no policy chose
+
+
+def test_retrains_add_the_pilot_month_from_the_lineage_and_gate_on_the_window_only(loop) -> None:
+    """Every arm's retrain (default settings) added the fully labelled pilot month, read from the file the
+    champion's run names, with weights below the window's; warm-started from the champion; and its holdout (the
+    gate's span) holds none of the pilot's rows."""
+    home = loop[0]
+    pilot_file = home / "simulate-s0-pilot.parquet"
+    pilot = pd.read_parquet(pilot_file)
+    configure(loop_settings(home).model_copy(update=EXPLORE_ENV_SETTINGS))
+    client = MlflowClient()
+    for version in ("2", "3"):
+        run = client.get_run(client.get_model_version(EXPLORE_ENV["SCORELOOP_MODEL_NAME"], version).run_id)
+        params = run.data.params
+        assert Path(params["older_data"]).resolve() == pilot_file.resolve()
+        assert int(params["older_rows"]) == len(pilot) and 0 < float(params["older_weight_mean"]) < 1
+        assert params["warm_start"] == "True"
+        assert pd.Timestamp(params["window.holdout_start"]) > pilot["created_at"].max()
+        holdout = run_table(run.info.run_id, HOLDOUT_ARTIFACT)
+        assert not holdout["lead_id"].astype(str).isin(pilot["lead_id"].astype(str)).any()
 
 
 def test_the_report_judges_the_gate_against_the_truth(loop) -> None:

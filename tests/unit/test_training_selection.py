@@ -172,7 +172,9 @@ def test_a_retrain_below_the_floor_records_a_refusal_and_trains_nothing(tmp_path
     from scoreloop.loop.retrain import _train_and_gate
 
     rows = world(300, 0).assign(propensity=1.0, policy="exploit")
-    trained, decision, reason, refused = _train_and_gate(Settings(home=tmp_path), SPEC, rows, rows, False, "log", None)
+    trained, decision, reason, refused = _train_and_gate(
+        Settings(home=tmp_path), SPEC, rows, rows, False, "log", None, (None, None)
+    )
     assert trained is None and decision is None and refused and reason.startswith("too little data to train: 300")
     assert not (tmp_path / "mlflow.db").exists()  # refused before any run was opened
     findings = retrain_findings(rows, rows.iloc[:0], (300, 0), SPEC, None, window={"start": "2024-01-01",
