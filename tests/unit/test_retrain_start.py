@@ -122,7 +122,9 @@ def test_a_warm_started_model_is_one_classifier_that_scores_like_any_other(
 ) -> None:
     model, judge = champion
     window = world(400, 5)
-    tuned = Candidate("tuned", {"depth": 3, "learning_rate": 0.05}, (0.7,), 30, np.zeros(2), np.zeros(2), None)
+    tuned = Candidate(
+        "tuned", {"depth": 3, "learning_rate": 0.05}, (0.7,), 30, np.zeros(2), np.zeros(2), None, np.zeros(2)
+    )
     summed = refit(tuned, window, SPEC, TrainSettings(), None, model)
     correction = fit_catboost(tuned.params, make_pool(window, SPEC, window["y"], None,
                               start_values(model, window, SPEC)), None, TrainSettings(), iterations=30)  # fmt: skip
@@ -147,7 +149,7 @@ def test_a_retrain_on_a_tiny_window_starts_near_the_champion_not_the_base_rate(
 ) -> None:
     model, judge = champion
     tiny = world(80, 10 + seed)
-    fast = Candidate("tuned", {"learning_rate": 0.3}, (0.5,), 3, np.zeros(2), np.zeros(2), None)
+    fast = Candidate("tuned", {"learning_rate": 0.3}, (0.5,), 3, np.zeros(2), np.zeros(2), None, np.zeros(2))
     cold, warm = refit(fast, tiny, SPEC, TrainSettings(), None), refit(fast, tiny, SPEC, TrainSettings(), None, model)
     y, truth = judge["y"].to_numpy(), model.predict_proba(model_frame(judge, SPEC))[:, 1]
     cold_p, warm_p = (m.predict_proba(model_frame(judge, SPEC))[:, 1] for m in (cold, warm))
