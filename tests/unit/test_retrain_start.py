@@ -86,6 +86,7 @@ def test_older_rows_come_from_the_file_the_champions_lineage_names(tmp_path: Pat
     write_rows(pilot, SPEC, path)
     mlflow.set_tracking_uri(settings.tracking_uri)
     try:
+        mlflow.set_experiment("lineage")  # an earlier test may have left another store's experiment active
         with mlflow.start_run() as run:
             mlflow.log_params({"data": str(path)})
         with mlflow.start_run() as retrained:  # a champion from a retrain names the older file it added
