@@ -17,14 +17,13 @@ model trained on) fit the probability calibration.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from catboost import CatBoostClassifier, sum_models
+from catboost import CatBoostClassifier
 
 from scoreloop.core.calibration import Calibration, fit_calibration, logit, sigmoid
 from scoreloop.core.metrics import bootstrap_interval, roc_auc
@@ -33,7 +32,7 @@ from scoreloop.core.settings import TrainSettings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.training.split import slice_weights
 from scoreloop.training.tune import TuningData, fit_catboost
-from scoreloop.training.warm import on_top, start_values
+from scoreloop.training.warm import on_top, start_values, summed
 
 SELECTION_METRIC = "roc_auc"
 DEFAULT_TREES = 1000  # CatBoostClassifier's own default `iterations`
@@ -217,14 +216,8 @@ def refit(
 
 
 def blend_models(models: Sequence[CatBoostClassifier]) -> CatBoostClassifier:
-    """One classifier whose log-odds are the average of `models`' (base rates included): `sum_models` with equal
-    weights, read back as a classifier (it returns a plain `CatBoost`) so that it serves, explains and saves like
-    any other."""
-    summed = sum_models(list(models), weights=[1 / len(models)] * len(models))
-    with tempfile.TemporaryDirectory() as folder:
-        path = f"{folder}/blend.cbm"
-        summed.save_model(path)
-        return CatBoostClassifier().load_model(path)
+    """One classifier whose log-odds are the average of `models`' (base rates included)."""
+    return summed(models, [1 / len(models)] * len(models))
 
 
 def calibrate(candidate: Candidate, config: TrainSettings) -> Calibration:

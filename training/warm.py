@@ -11,6 +11,7 @@ challenger's calibration is fitted on the sum's out-of-fold predictions like any
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,18 @@ def start_values(champion: CatBoostClassifier | None, rows: pd.DataFrame, spec: 
     return np.asarray(champion.predict(model_frame(rows, spec), prediction_type="RawFormulaVal"), dtype=float)
 
 
-def on_top(champion: CatBoostClassifier, correction: CatBoostClassifier) -> CatBoostClassifier:
-    """One servable classifier: the champion's trees and the correction's, raw log-odds added."""
-    summed = sum_models([champion, correction])
-    with tempfile.TemporaryDirectory() as tmp:  # sum_models gives a plain CatBoost: reload it as a classifier
+def summed(models: Sequence[CatBoostClassifier], weights: Sequence[float]) -> CatBoostClassifier:
+    """One servable classifier whose raw log-odds are `models`' weighted sum (`sum_models` gives a plain CatBoost:
+    it is read back as a classifier so that it serves, explains and saves like any other)."""
+    total = sum_models(list(models), weights=list(weights))
+    with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "model.cbm")
-        summed.save_model(path)
+        total.save_model(path)
         model = CatBoostClassifier()
         model.load_model(path)
     return model
+
+
+def on_top(champion: CatBoostClassifier, correction: CatBoostClassifier) -> CatBoostClassifier:
+    """The champion's trees and the correction's, raw log-odds added."""
+    return summed([champion, correction], [1.0, 1.0])
