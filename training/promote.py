@@ -84,11 +84,12 @@ class GateDecision:
 
 def judge(comparison: Comparison, gate: GateSettings) -> tuple[bool, str]:
     """Does the lower end of the challenger's gain interval clear `gate.margin`, with its ECE within
-    `gate.ece_tolerance` of the champion's, and do the estimates see every logged record? Returns the verdict and
-    a reason that carries every figure."""
+    `gate.ece_tolerance` of the champion's, and do the estimates see every logged record? A lower end equal to the
+    margin is no win: on a few labelled records most resamples tie both models, which pins the lower end at 0.
+    Returns the verdict and a reason that carries every figure."""
     low = comparison.gain[1]
     ece_gap = comparison.new["ece"] - comparison.old["ece"]
-    wins, calibrated = low >= gate.margin, ece_gap <= gate.ece_tolerance
+    wins, calibrated = low > gate.margin, ece_gap <= gate.ece_tolerance
     seen = not comparison.support < 1  # NaN: no propensities logged, nothing to check
     return wins and calibrated and seen, (
         f"{comparison.describe()}: the gain's lower end {low:+.4f} {'clears' if wins else 'misses'} the margin "

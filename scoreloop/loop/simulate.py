@@ -313,9 +313,9 @@ def simulate_arm(
                 true_auc(challenger_next, following),
                 promoted,
                 gated,
-                gate_estimate=float(gate.get("gain", np.nan) or np.nan),
-                gate_low=float(gate.get("gain_low", np.nan) or np.nan),
-                gate_high=float(gate.get("gain_high", np.nan) or np.nan),
+                gate_estimate=_figure(gate.get("gain")),
+                gate_low=_figure(gate.get("gain_low")),
+                gate_high=_figure(gate.get("gain_high")),
                 value_estimate=value[0],
                 value_low=value[1],
                 value_high=value[2],
@@ -326,6 +326,11 @@ def simulate_arm(
             )
         )
     return records
+
+
+def _figure(value: float | None) -> float:
+    """A gate figure for the JSON records: NaN where the gate computed none (a figure of 0 stays 0)."""
+    return float("nan") if value is None else float(value)
 
 
 def _record(

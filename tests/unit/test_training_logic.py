@@ -34,6 +34,8 @@ def test_gate_promotes_only_when_the_gains_lower_end_clears_the_margin() -> None
     promoted, reason = judge(comparison((0.02, -0.001, 0.04)), GateSettings())  # better on the point, not surely
     assert not promoted and "lower end -0.0010 misses the margin 0" in reason
     assert judge(comparison((0.0, -0.004, 0.004)), GateSettings(margin=-0.005))[0]  # a tolerated small loss
+    promoted, reason = judge(comparison((0.02, 0.0, 0.2)), GateSettings())  # resamples that tie both models
+    assert not promoted and "lower end +0.0000 misses the margin 0" in reason
 
 
 def test_gate_refuses_a_better_ranker_that_is_worse_calibrated() -> None:
