@@ -126,7 +126,7 @@ class TrainSettings(BaseModel):
 
 class GateSettings(BaseModel):
     """The promotion gate: the lower end of the paired `level` interval of the challenger's gain over the champion on
-    the primary `metric` must reach `margin` (0: a clear win; negative tolerates a small loss), its calibration
+    the primary `metric` must exceed `margin` (0: a clear win; negative tolerates a small loss), its calibration
     error (ECE) may exceed the champion's by at most `ece_tolerance`, and it may lose to no baseline of its own run
     (CatBoost defaults, HistGradientBoosting) on the same holdout by more than `baseline_tolerance` beyond the
     holdout's noise (`baseline_level`). On logged decisions every figure is an off-policy estimate."""
