@@ -78,23 +78,26 @@ class HgbFrames:
 def hist_gradient_boosting(
     split: Split, spec: DatasetSpec, config: TrainSettings, weights: pd.Series | None
 ) -> Baseline:
-    """scikit-learn's HistGradientBoostingClassifier with its defaults, early-stopped on the validation slice."""
+    """scikit-learn's HistGradientBoostingClassifier with its defaults, early-stopped on the validation slice. It
+    learns from what the challenger learns from (a retrain's older rows too, with their weights), so the gate's
+    comparison is on the same data; it has no warm start (no initial scores in scikit-learn)."""
     target = spec.target
-    frames = HgbFrames(spec, split.train)
+    learned = split.train if split.older is None else pd.concat([split.older, split.train])
+    frames = HgbFrames(spec, learned)
     early = HistGradientBoostingClassifier(
         max_iter=config.max_iterations,
         early_stopping=True,
         categorical_features=frames.categorical_mask,
         random_state=config.seed,
     ).fit(
-        frames.transform(split.train),
-        split.train[target].to_numpy(),
-        slice_weights(split.train, weights),
+        frames.transform(learned),
+        learned[target].to_numpy(),
+        slice_weights(learned, weights),
         X_val=frames.transform(split.valid),
         y_val=split.valid[target].to_numpy(),
         sample_weight_val=slice_weights(split.valid, weights),
     )
-    refit_rows = pd.concat([split.train, split.valid])
+    refit_rows = split.fitted
     refit_frames = HgbFrames(spec, refit_rows)
     final = HistGradientBoostingClassifier(
         max_iter=early.n_iter_,

@@ -22,6 +22,7 @@ from scoreloop.core.model import ModelCard, ScoringModel, fit_card_scale, make_p
 from scoreloop.core.settings import RetrainSettings, Settings, TrainSettings
 from scoreloop.core.spec import DatasetSpec
 from scoreloop.loop.retrain import decayed_weights, older_rows
+from scoreloop.training.baselines import hist_gradient_boosting
 from scoreloop.training.select import Candidate, refit
 from scoreloop.training.split import Older, time_split, tuning_folds, with_older
 from scoreloop.training.tune import fit_catboost
@@ -73,6 +74,24 @@ def test_unweighted_window_rows_count_once_beside_decayed_older_rows() -> None:
     window, old = world(50, 0), world(20, 1, start="2024-01-01")
     _, weights, older = with_older(window, None, Older(old, pd.Series(0.3, index=old.index), "f"))
     assert weights.drop(older.rows.index).eq(1.0).all() and weights.loc[older.rows.index].eq(0.3).all()
+
+
+def test_the_hgb_baseline_learns_from_the_older_rows_the_challenger_learns_from() -> None:
+    """A window too small and noisy to learn from alone, beside older rows that carry the signal: the gate's HGB
+    baseline must see them too, or it is no fair comparison for a challenger that did."""
+    window = world(300, 0).assign(y=lambda f: np.random.default_rng(5).permutation(f["y"].to_numpy()))
+    old = world(3000, 1, start="2023-09-01")
+    rows, weights, older = with_older(window, None, Older(old, pd.Series(0.8, index=old.index), "pilot.parquet"))
+    config = TrainSettings(max_iterations=200)
+    with_old = hist_gradient_boosting(replace(time_split(rows, SPEC, 0.15, 0.15), older=older.rows), SPEC, config,
+                                      weights)  # fmt: skip
+    alone = hist_gradient_boosting(time_split(window, SPEC, 0.15, 0.15), SPEC, config, None)
+    holdout = time_split(window, SPEC, 0.15, 0.15).holdout
+    assert len(with_old.holdout_proba) == len(alone.holdout_proba) == len(holdout)  # the same holdout rows
+    signal = 1.2 * holdout["a"] - 0.8 * holdout["b"]  # the world's log-odds, which only the older rows teach
+    ranked = {name: signal.corr(pd.Series(b.holdout_proba, index=signal.index), method="spearman")
+              for name, b in (("with older rows", with_old), ("alone", alone))}  # fmt: skip
+    assert ranked["with older rows"] > 0.7 and ranked["alone"] < 0.4, ranked  # seeds 0-4: >= 0.77 and <= 0.21
 
 
 def champion_card(run_id: str | None) -> ModelCard:
