@@ -4,6 +4,7 @@ judged against the targets of issue 15.
     .venv/bin/python -m benchmarks.loop [--worlds synthetic,adult,lending] [--seeds 0-9] [--cycles 6] [--rows 3000]
                                         [--epsilon 0.1] [--exploration uniform] [--arms explore,stale] [--trials 1]
                                         [--older-decay 0.5] [--warm-start | --no-warm-start]
+                                        [--gate-margin -0.01] [--gate-level 0.9]
 
 Each world runs in a throwaway home with the product's default settings (the simulation's own training overrides
 aside: see `scoreloop.loop.simulate.SIMULATION_TRAIN`). A replay reads the table shipped in a PyPI package
@@ -78,6 +79,8 @@ def bench_world(world: str, config: SimulationConfig, args: argparse.Namespace) 
             (settings.policy, "exploration", args.exploration),
             (settings.retrain, "older_decay", args.older_decay),
             (settings.retrain, "warm_start", args.warm_start),
+            (settings.gate, "margin", args.gate_margin),
+            (settings.gate, "level", args.gate_level),
         ):
             if value is not None:
                 setattr(group, name, value)
@@ -85,10 +88,11 @@ def bench_world(world: str, config: SimulationConfig, args: argparse.Namespace) 
         records, _ = run_simulation(settings, config, replay)
         seconds = time.monotonic() - began
     arms, judged = arm_summary(records), gate_judgement(records)
-    retrain = settings.retrain
+    retrain, gate = settings.retrain, settings.gate
     print(f"\n## {world}: {len(config.seeds)} seeds x {config.cycles} cycles, epsilon "
           f"{settings.policy.epsilon:g} {settings.policy.exploration}, older decay {retrain.older_decay:g}, warm "
-          f"start {'on' if retrain.warm_start else 'off'}, {args.trials} trial(s), {seconds:.0f} s\n")  # fmt: skip
+          f"start {'on' if retrain.warm_start else 'off'}, gate margin {gate.margin:g} at {gate.level:.0%}, "
+          f"{args.trials} trial(s), {seconds:.0f} s\n")  # fmt: skip
     print("| arm | " + " | ".join(arms.columns) + " |\n|---|" + "---|" * len(arms.columns))
     for arm, row in arms.iterrows():
         print(f"| {arm} | " + " | ".join(f"{v:.4f}" for v in row) + " |")
@@ -99,6 +103,13 @@ def bench_world(world: str, config: SimulationConfig, args: argparse.Namespace) 
     frame = pd.DataFrame([r.to_dict() for r in records])
     gain = (frame["true_auc_challenger"] - frame["true_auc_champion"]).groupby(frame["arm"]).mean()
     print(f"challenger - champion true AUC, mean over seeds and cycles: {gain.dropna().round(4).to_dict()}")
+    gated = frame[frame["gated"]]
+    if len(gated):  # the gate's power: how wide its interval is against the true gains it has to tell apart
+        width, truth = gated["gate_high"] - gated["gate_low"], gated["true_auc_challenger"] - gated["true_auc_champion"]
+        print(
+            f"gate interval width (median, {len(gated)} decisions): {width.median():.4f}; |true gain| median "
+            f"{truth.abs().median():.4f}, mean true gain {truth.mean():+.4f}"
+        )
 
 
 def main() -> None:
@@ -113,6 +124,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1, help="Optuna trials per training (as `simulate`).")
     parser.add_argument("--older-decay", type=float, default=None, help="retrain.older_decay (0: off).")
     parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--gate-margin", type=float, default=None, help="gate.margin (negative: tolerate a loss).")
+    parser.add_argument("--gate-level", type=float, default=None, help="gate.level of the gain's interval.")
     args = parser.parse_args()
     arms = tuple(arm.strip() for arm in args.arms.split(","))
     config = SimulationConfig(cycles=args.cycles, rows=args.rows, seeds=parse_seeds(args.seeds), arms=arms)
