@@ -3,7 +3,7 @@
 memory before and after.
 
     .venv/bin/python -m benchmarks.load [--home HOME --data FILE | --table resumes] [--seconds 60] [--clients 8]
-        [--batches 1,10] [--max-requests N] [--unbatched]
+        [--batches 1,10] [--max-requests N]
 
 Each client holds one keep-alive connection and sends the next request when the last is answered; both servers get
 the same raw records (`{"records": [...]}` for /score, `{"dataframe_records": [...]}` for MLflow), one worker each.
@@ -35,7 +35,7 @@ from scoreloop.core.settings import Settings
 from scoreloop.core.tracking import load_registered
 from tests.support import clean_env, free_port, running, serve_command
 
-BENTOML, UNBATCHED, MLFLOW = "bentoml /score", "bentoml /score, no adaptive batching", "mlflow models serve"
+BENTOML, MLFLOW = "bentoml /score", "mlflow models serve"
 
 
 def main() -> None:
@@ -45,21 +45,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="Concurrent connections.")
     parser.add_argument("--batches", default="1,10", help="Records per request, comma-separated.")
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="Stop after this many requests in all.")
-    parser.add_argument(
-        "--unbatched", action="store_true", help="Also /score without adaptive batching (SCORELOOP_SERVE__BATCHING)."
-    )
     args = parser.parse_args()
     home, data = home_and_data(parser, args)
     settings = Settings(home=home)
     batches = [int(size) for size in args.batches.split(",")]
     records = client_records(data, load_registered(settings).spec, max(batches) * 50)
+    port = free_port()
+    ready = f"http://127.0.0.1:{port}/readyz"
     results = []
-    variants = [(BENTOML, clean_env())] + [(UNBATCHED, clean_env(SCORELOOP_SERVE__BATCHING="false"))] * args.unbatched
-    for name, env in variants:
-        port = free_port()
-        ready = f"http://127.0.0.1:{port}/readyz"
-        with running(serve_command(home, port), ready, home / "load-serve.log", env, START_TIMEOUT_S) as server:
-            results += [load(name, port, "/score", records_body, records, batch, server.pid, args) for batch in batches]
+    with running(serve_command(home, port), ready, home / "load-serve.log", clean_env(), START_TIMEOUT_S) as server:
+        results += [load(BENTOML, port, "/score", records_body, records, batch, server.pid, args) for batch in batches]
     with mlflow_serving(settings, home) as (port, server):
         results += [
             load(MLFLOW, port, "/invocations", mlflow_body, records, batch, server.pid, args) for batch in batches

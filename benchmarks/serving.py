@@ -104,16 +104,10 @@ def main() -> None:
 
 def measure_single(home: Path, model, records: list[dict], count: int) -> None:
     """One record per request: raw, /score as served (scored on the event loop), /score with every call handed to a
-    worker thread (`SCORELOOP_SERVE__INLINE_RECORDS=0`, as before), /score without BentoML's adaptive batching
-    (`SCORELOOP_SERVE__BATCHING=false`), the no-op route given that record; then the bound: the no-op route's p50
-    plus scoreloop's in-process steps for that record."""
+    worker thread (`SCORELOOP_SERVE__INLINE_RECORDS=0`, as before), the no-op route given that record; then the
+    bound: the no-op route's p50 plus scoreloop's in-process steps for that record."""
     rows, body = [measure_raw(model, records, 1, max(count, 1000))], records_body(records[:1])
-    servers = (
-        ("bentoml /score", {}),
-        ("bentoml /score, on a worker thread", {"INLINE_RECORDS": "0"}),
-        ("bentoml /score, no adaptive batching", {"BATCHING": "false"}),
-    )
-    for name, extra in servers:
+    for name, extra in (("bentoml /score", {}), ("bentoml /score, on a worker thread", {"INLINE_RECORDS": "0"})):
         port, env = free_port(), clean_env(**{f"SCORELOOP_SERVE__{key}": value for key, value in extra.items()})
         with running(serve_command(home, port), f"http://127.0.0.1:{port}/readyz", home / "bench-serve.log", env):
             rows.append(measure_http(name, port, "/score", body, 1, count))

@@ -183,14 +183,14 @@ class Scorer:
         if self.alerts is not None:
             self.alerts.close()
 
-    @bentoml.api(batchable=limits.batching, max_batch_size=limits.max_batch_size, max_latency_ms=limits.max_latency_ms)
+    @bentoml.api(batchable=True, max_batch_size=limits.max_batch_size, max_latency_ms=limits.max_latency_ms)
     async def score(self, records: Records) -> ScoredList:  # type: ignore[valid-type]
         """Probability, 0-100 score and tier per record (a list of record objects, or one object)."""
         return await self._score_soon(records)
 
     @bentoml.api(
         route="/score/columns",
-        batchable=limits.batching,
+        batchable=True,
         max_batch_size=limits.max_batch_size,
         max_latency_ms=limits.max_latency_ms,
     )

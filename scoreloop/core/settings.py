@@ -239,11 +239,6 @@ class ServeSettings(BaseModel):
     """The served API: request limits, adaptive batching, the scoring-log queue and the optional /feedback key."""
 
     max_records: int = Field(1000, ge=1, description="Most records one request may carry; more is a 413.")
-    batching: bool = Field(
-        True,
-        description="Adaptive batching of /score and /score/columns (BentoML's dispatcher merges concurrent requests "
-        "into one call); false: each request is scored as it comes, without the dispatcher's queue.",
-    )
     max_batch_size: int = Field(1000, ge=1, description="Most records adaptive batching merges into one call.")
     max_latency_ms: int = Field(
         1000, ge=1, description="Queueing budget of adaptive batching; beyond it requests are shed with a 503."

@@ -14,7 +14,7 @@ import pytest
 from scoreloop.core.settings import Settings
 from scoreloop.core.store import RecordStore, ipc_bytes, ipc_table
 from scoreloop.serving.arrow import ARROW_STREAM
-from tests.support import clean_env, cli, free_port, running, serve_command
+from tests.support import cli
 
 pytestmark = pytest.mark.slow
 
@@ -79,20 +79,6 @@ def test_adaptive_batching_merges_concurrent_requests(server: str) -> None:
     assert all(r.status_code == 200 for r in responses)
     assert [r.json()[0]["id"] for r in responses] == [f"c{i}" for i in range(64)]
     assert 0 < batches() - before <= 64  # counted per batch; batches hold several requests under load
-
-
-def test_without_adaptive_batching_the_answers_and_refusals_are_the_same(server: str, trained_home: Path) -> None:
-    port = free_port()
-    url, env = f"http://127.0.0.1:{port}", clean_env(SCORELOOP_SERVE__BATCHING="false")
-    bad = {"records": [{"industry": "saas"}, {"employees": "lots"}]}
-    fields = dict.fromkeys(name for record in RECORDS for name in record)
-    columns = {"columns": {name: [record.get(name) for record in RECORDS] for name in fields}}
-    with running(serve_command(trained_home, port), f"{url}/readyz", trained_home / "serve-unbatched.log", env):
-        for route, body in (("/score", {"records": RECORDS}), ("/score/columns", columns), ("/score", bad)):
-            unbatched, batched = post(url, route, body), post(server, route, body)
-            assert unbatched.status_code == batched.status_code and unbatched.json() == batched.json(), route
-        sizes = httpx.get(f"{url}/metrics", timeout=30).text
-    assert unbatched.status_code == 400 and "bentoml_service_adaptive_batch_size_count{" not in sizes
 
 
 def test_unseen_categories_and_missing_fields_are_counted(server: str) -> None:
