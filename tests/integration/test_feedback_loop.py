@@ -198,7 +198,7 @@ def test_sliding_window_retrain_from_the_cli(loop) -> None:
         )
         assert 0 < c[f"{window}_positive_rate"] < 1 and c[f"{window}_explored_share"] == pytest.approx(0.5, abs=0.05)
     promoted = (
-        gate["gain_low"] >= gate["margin"] and gate["challenger_ece"] - gate["champion_ece"] <= gate["ece_tolerance"]
+        gate["gain_low"] > gate["margin"] and gate["challenger_ece"] - gate["champion_ece"] <= gate["ece_tolerance"]
     )
     assert gate["promoted"] is promoted and summary["outcome"] == ("promoted" if promoted else "refused"), gate
     configure(loop_settings(home).model_copy(update=EXPLORE_ENV_SETTINGS))
