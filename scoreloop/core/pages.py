@@ -206,7 +206,7 @@ def _trend(summaries: list[dict[str, Any]]) -> str:
     axes = figure.subplots()
     x = range(1, len(points) + 1)
     for key, label in (("share_drifted", "share of features drifted"), ("psi", "score PSI"), ("roc_auc", "AUC")):
-        y = [_number(p.get("headline", {}).get(key)) for p in points]
+        y = [number_or_nan(p.get("headline", {}).get(key)) for p in points]
         if any(not math.isnan(v) for v in y):
             axes.plot(x, y, marker="o", label=label)
     axes.set_xlabel("monitoring report (oldest first)")
@@ -216,5 +216,6 @@ def _trend(summaries: list[dict[str, Any]]) -> str:
     return png(figure)
 
 
-def _number(value: Any) -> float:
+def number_or_nan(value: Any) -> float:
+    """A figure that may be absent (None) as a float: NaN then, so that 0 stays 0 (`value or nan` would not)."""
     return float("nan") if value is None else float(value)

@@ -34,7 +34,7 @@ from mlflow import MlflowClient
 from scoreloop.core.ingest import write_rows
 from scoreloop.core.metrics import expected_auc, top_k_rows
 from scoreloop.core.offpolicy import Logged, compare
-from scoreloop.core.pages import new_figure, new_report_dir, png, table, write_index, write_report
+from scoreloop.core.pages import new_figure, new_report_dir, number_or_nan, png, table, write_index, write_report
 from scoreloop.core.policy import EXPLORE, work_plan
 from scoreloop.core.progress import Progress, silent, within
 from scoreloop.core.settings import Settings
@@ -313,9 +313,9 @@ def simulate_arm(
                 true_auc(challenger_next, following),
                 promoted,
                 gated,
-                gate_estimate=_figure(gate.get("gain")),
-                gate_low=_figure(gate.get("gain_low")),
-                gate_high=_figure(gate.get("gain_high")),
+                gate_estimate=number_or_nan(gate.get("gain")),
+                gate_low=number_or_nan(gate.get("gain_low")),
+                gate_high=number_or_nan(gate.get("gain_high")),
                 value_estimate=value[0],
                 value_low=value[1],
                 value_high=value[2],
@@ -326,11 +326,6 @@ def simulate_arm(
             )
         )
     return records
-
-
-def _figure(value: float | None) -> float:
-    """A gate figure for the JSON records: NaN where the gate computed none (a figure of 0 stays 0)."""
-    return float("nan") if value is None else float(value)
 
 
 def _record(

@@ -85,8 +85,8 @@ def test_the_hgb_baseline_learns_from_the_older_rows_the_challenger_learns_from(
     config = TrainSettings(max_iterations=200)
     with_old = hist_gradient_boosting(replace(time_split(rows, SPEC, 0.15, 0.15), older=older.rows), SPEC, config,
                                       weights)  # fmt: skip
-    alone = hist_gradient_boosting(time_split(window, SPEC, 0.15, 0.15), SPEC, config, None)
-    holdout = time_split(window, SPEC, 0.15, 0.15).holdout
+    split = time_split(window, SPEC, 0.15, 0.15)
+    alone, holdout = hist_gradient_boosting(split, SPEC, config, None), split.holdout
     assert len(with_old.holdout_proba) == len(alone.holdout_proba) == len(holdout)  # the same holdout rows
     signal = 1.2 * holdout["a"] - 0.8 * holdout["b"]  # the world's log-odds, which only the older rows teach
     ranked = {name: signal.corr(pd.Series(b.holdout_proba, index=signal.index), method="spearman")
