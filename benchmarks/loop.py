@@ -4,7 +4,7 @@ judged against the targets of issue 15.
     .venv/bin/python -m benchmarks.loop [--worlds synthetic,adult,lending] [--seeds 0-9] [--cycles 6] [--rows 3000]
                                         [--epsilon 0.1] [--exploration uniform] [--arms explore,stale] [--trials 1]
                                         [--older-decay 0.5] [--warm-start | --no-warm-start]
-                                        [--gate-margin -0.01] [--gate-level 0.9]
+                                        [--gate-margin -0.01] [--gate-level 0.9] [--json OUT]
 
 Each world runs in a throwaway home with the product's default settings (the simulation's own training overrides
 aside: see `scoreloop.loop.simulate.SIMULATION_TRAIN`). A replay reads the table shipped in a PyPI package
@@ -101,6 +101,10 @@ def bench_world(world: str, config: SimulationConfig, args: argparse.Namespace) 
         print(f"| {name} | {measured} | {'yes' if met else 'no'} |")
     print(f"\ngate: {judged}")
     frame = pd.DataFrame([r.to_dict() for r in records])
+    if args.json:
+        path = args.json.with_name(f"{args.json.stem}-{world}.json")
+        frame.to_json(path, orient="records", indent=1)
+        print(f"records: {path}")
     gain = (frame["true_auc_challenger"] - frame["true_auc_champion"]).groupby(frame["arm"]).mean()
     print(f"challenger - champion true AUC, mean over seeds and cycles: {gain.dropna().round(4).to_dict()}")
     gated = frame[frame["gated"]]
@@ -126,6 +130,7 @@ def main() -> None:
     parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--gate-margin", type=float, default=None, help="gate.margin (negative: tolerate a loss).")
     parser.add_argument("--gate-level", type=float, default=None, help="gate.level of the gain's interval.")
+    parser.add_argument("--json", type=Path, default=None, help="Also write every cycle's record to JSON-WORLD.json.")
     args = parser.parse_args()
     arms = tuple(arm.strip() for arm in args.arms.split(","))
     config = SimulationConfig(cycles=args.cycles, rows=args.rows, seeds=parse_seeds(args.seeds), arms=arms)

@@ -85,7 +85,9 @@ def retrain(
     ctx: typer.Context,
     window: Annotated[str, typer.Option(help="Train on the labelled records of the last WINDOW (90d, 12w).")] = "90d",
     end: Moment = None,
-    ipw: Annotated[bool, typer.Option("--ipw/--no-ipw", help="Weight records by clipped 1/propensity.")] = False,
+    ipw: Annotated[
+        bool | None, typer.Option("--ipw/--no-ipw", help="Weight records by clipped 1/propensity [retrain.ipw].")
+    ] = None,
     time: Annotated[str, typer.Option(help="Window on 'scored_at' or the record's own time ('record').")] = "scored_at",
     spec: Annotated[Path | None, typer.Option(help="Dataset spec YAML (default: the champion's).")] = None,
     trials: Annotated[int | None, typer.Option(min=1)] = None,

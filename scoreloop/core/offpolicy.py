@@ -127,6 +127,7 @@ class Comparison:
     old: dict[str, float]
     gain: tuple[float, float, float]  # point, low, high on `metric` (positive: the new model is better)
     value_gain: tuple[float, float, float]  # the same on the worklist value
+    ece_gap: tuple[float, float, float]  # new ECE - old ECE, point, low, high (positive: the new one is worse)
     new_value_interval: tuple[float, float]
     records: int
     labelled: int
@@ -136,12 +137,13 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        g, v = self.gain, self.value_gain
+        g, v, e = self.gain, self.value_gain, self.ece_gap
         return (
             f"{self.metric} {self.new[self.metric]:.4f} vs {self.old[self.metric]:.4f}, gain {g[0]:+.4f} "
             f"({self.level:.0%} interval {g[1]:+.4f} to {g[2]:+.4f}); worklist value {self.new['worklist_value']:.2f} "
             f"vs {self.old['worklist_value']:.2f} conversions per 100 worked (gain {v[0]:+.2f}, {v[1]:+.2f} to "
-            f"{v[2]:+.2f}); ECE {self.new['ece']:.4f} vs {self.old['ece']:.4f}; on {self.records} logged records, "
+            f"{v[2]:+.2f}); ECE {self.new['ece']:.4f} vs {self.old['ece']:.4f} (gap {e[0]:+.4f}, {e[1]:+.4f} to "
+            f"{e[2]:+.4f}); on {self.records} logged records, "
             f"{self.labelled} labelled, effective size {self.effective_size:.0f}, support {self.support:.0%}"
         )
 
@@ -163,6 +165,7 @@ def compare(
     new, old = np.asarray(new, dtype=float), np.asarray(old, dtype=float)
     new_metric, old_metric = _resampled_metric(logged, new, metric), _resampled_metric(logged, old, metric)
     new_value, old_value = _resampled_value(logged, new, capacity), _resampled_value(logged, old, capacity)
+    new_ece, old_ece = _resampled_ece(logged, new, bins), _resampled_ece(logged, old, bins)
 
     def gain(rows: np.ndarray) -> float:
         return improvement(metric, new_metric(rows), old_metric(rows))
@@ -186,6 +189,10 @@ def compare(
         value_gain=(
             ours["worklist_value"] - theirs["worklist_value"],
             *bootstrap_interval(lambda rows: new_value(rows) - old_value(rows), n, **interval),
+        ),
+        ece_gap=(
+            ours["ece"] - theirs["ece"],
+            *bootstrap_interval(lambda rows: new_ece(rows) - old_ece(rows), n, **interval),
         ),
         new_value_interval=bootstrap_interval(new_value, n, **interval),
         records=n,
@@ -249,6 +256,19 @@ def _resampled_metric(logged: Logged, probability: np.ndarray, metric: str) -> C
     def statistic(rows: np.ndarray) -> float:
         part, keep = logged.take(rows), labelled[rows]
         return binary_metric(metric, part.y[keep], probability[rows][keep], part.weights[keep])
+
+    return statistic
+
+
+def _resampled_ece(logged: Logged, probability: np.ndarray, bins: int) -> Callable[[np.ndarray], float]:
+    """The inverse-propensity weighted ECE on the labelled records among resampled positions."""
+    labelled = logged.labelled
+
+    def statistic(rows: np.ndarray) -> float:
+        part, keep = logged.take(rows), labelled[rows]
+        if not keep.any():
+            return float("nan")
+        return expected_calibration_error(part.y[keep], probability[rows][keep], bins, weights=part.weights[keep])
 
     return statistic
 

@@ -127,9 +127,10 @@ class TrainSettings(BaseModel):
 class GateSettings(BaseModel):
     """The promotion gate: the lower end of the paired `level` interval of the challenger's gain over the champion on
     the primary `metric` must exceed `margin` (0: a clear win; negative tolerates a small loss), its calibration
-    error (ECE) may exceed the champion's by at most `ece_tolerance`, and it may lose to no baseline of its own run
-    (CatBoost defaults, HistGradientBoosting) on the same holdout by more than `baseline_tolerance` beyond the
-    holdout's noise (`baseline_level`). On logged decisions every figure is an off-policy estimate."""
+    error (ECE) may not clearly (the lower end of the same paired interval) exceed the champion's by more than
+    `ece_tolerance`, and it may lose to no baseline of its own run (CatBoost defaults, HistGradientBoosting) on the
+    same holdout by more than `baseline_tolerance` beyond the holdout's noise (`baseline_level`). On logged
+    decisions every figure is an off-policy estimate."""
 
     metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
     margin: float = 0.0
@@ -204,6 +205,14 @@ class RetrainSettings(BaseModel):
         True,
         description="Fit the challenger on top of the champion: every fit starts from the champion's raw log-odds "
         "(CatBoost's baseline) and the served model is the sum of the two (one CatBoost model).",
+    )
+    ipw: bool = Field(
+        False,
+        description="Weight the window's labelled records by their clipped, self-normalised inverse propensity. Off: "
+        "which records were worked depends only on their features, so the labels still follow the population's "
+        "P(outcome | features) and an unweighted fit learns it; the weights only add variance (measured: "
+        "unweighted challengers were truly better, benchmarks/README.md, loop). The gate and monitoring weight "
+        "their estimates either way.",
     )
 
 

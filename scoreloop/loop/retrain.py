@@ -2,8 +2,9 @@
 
 The training set is what the scoring log stored for each record (the coerced features) joined with the outcomes
 that have arrived; only labelled records train, and labels exist only for records the work policy chose. With
-`ipw`, each labelled record is weighted by its inverse propensity (clipped), so the model learns about the
-population rather than only about what the previous model picked. Every retrain compares its window with the
+`ipw` (`RetrainSettings.ipw`, off by default), each labelled record is weighted by its inverse propensity
+(clipped); unweighted, the model still learns the population's P(outcome | features), since who was worked depends
+only on the features the model sees. Every retrain compares its window with the
 previous one (feature drift between the training sets, label coverage, positive rate), records why it promoted
 or refused in an MLflow run, and leaves a report under the home.
 
@@ -152,7 +153,7 @@ def retrain(
     window: timedelta,
     *,
     end: datetime | None = None,
-    ipw: bool = False,
+    ipw: bool | None = None,
     basis: TimeBasis = "scored_at",
     spec: DatasetSpec | None = None,
     store: RecordStore | None = None,
@@ -161,11 +162,13 @@ def retrain(
 ) -> RetrainResult:
     """Train a challenger on the labelled records of `[end - window, end)`, run the gate, record why.
 
-    `end` defaults to just after the last scored record; `spec` to the champion's. With `basis="record"` the
-    window applies to the records' own time column instead of `scored_at`. `study_name` names the Optuna study.
-    `progress` hears of the four steps (reading, drift report, training and gate with its trials, publishing).
+    `end` defaults to just after the last scored record; `spec` to the champion's; `ipw` to `settings.retrain.ipw`.
+    With `basis="record"` the window applies to the records' own time column instead of `scored_at`. `study_name`
+    names the Optuna study. `progress` hears of the four steps (reading, drift report, training and gate with its
+    trials, publishing).
     """
     settings.ensure_home()
+    ipw = settings.retrain.ipw if ipw is None else ipw
     progress(0, RETRAIN_STEPS, "reading the scoring log")
     store = store or RecordStore(settings.record_store_url)
     champion = _champion(settings)

@@ -8,8 +8,8 @@ production can: it scores the next month with champion and challenger and measur
 each gate decision is judged (right when it promotes exactly when the challenger is truly better).
 
 The arms, on the same worlds and pilots:
-- `explore`: the product's default loop: exploration below the top (propensities logged), retraining weighted by
-  clipped, self-normalised inverse propensities, and the off-policy gate deciding every promotion.
+- `explore`: the product's default loop: exploration below the top (propensities logged), retraining at the
+  home's `retrain` settings (unweighted unless `retrain.ipw`), and the off-policy gate deciding every promotion.
 - `exploit`: works only the top and deploys every retrain (the naive loop).
 - `oracle`: deploys every retrain, trained on every record's outcome (the upper reference; it works the top).
 - `stale`: never retrains (the lower reference).
@@ -281,7 +281,6 @@ def simulate_arm(
             settings,
             bounds[cycle + 1] - start,
             end=bounds[cycle + 1],
-            ipw=arm == EXPLORE_ARM,
             spec=spec,
             store=store,
             study_name=f"{settings.model_name}-cycle{cycle}",

@@ -126,7 +126,7 @@ def test_the_gate_judged_the_default_arm_on_its_logged_decisions(loop) -> None:
         assert float(tags["gate.gain_low"]) == pytest.approx(found.gain[1])
         assert float(tags["gate.value_challenger"]) == pytest.approx(found.new["worklist_value"])
         assert int(tags["gate.records"]) == len(logged_rows) > int(tags["gate.labelled"])
-        verdict = found.gain[1] >= gate.margin and found.new["ece"] - found.old["ece"] <= gate.ece_tolerance
+        verdict = found.gain[1] > gate.margin and found.ece_gap[1] <= gate.ece_tolerance
         assert tags["gate.promoted"] == str(verdict)
         cycle = explore[explore["gate_low"].round(6) == round(found.gain[1], 6)]
         assert len(cycle) == 1 and bool(cycle["promoted"].iloc[0]) is verdict
@@ -149,9 +149,11 @@ def test_the_propensity_is_logged_with_every_score(loop) -> None:
 
 def test_retrains_add_the_pilot_month_from_the_lineage_and_gate_on_the_window_only(loop) -> None:
     """Every arm's retrain (default settings) added the fully labelled pilot month, read from the file the
-    champion's run names, with weights below the window's; warm-started from the champion; and its holdout (the
-    gate's span) holds none of the pilot's rows."""
+    champion's run names, with weights below the window's; warm-started from the champion; left the window's labels
+    unweighted (`retrain.ipw` off); and its holdout (the gate's span) holds none of the pilot's rows."""
     home = loop[0]
+    retrains = [s for s in read_summaries(home / "reports") if s["kind"] == "retrain"]
+    assert retrains and not any(s["ipw"] for s in retrains[: 3 * CONFIG.cycles])  # the arms' own, before any CLI's
     pilot_file = home / "simulate-s0-pilot.parquet"
     pilot = pd.read_parquet(pilot_file)
     configure(loop_settings(home).model_copy(update=EXPLORE_ENV_SETTINGS))
@@ -179,11 +181,15 @@ def test_the_report_judges_the_gate_against_the_truth(loop) -> None:
 
 
 def test_sliding_window_retrain_from_the_cli(loop) -> None:
-    """`scoreloop retrain --window 28d --ipw` on what the explore arm logged: challenger, off-policy gate, reason,
-    and the comparison of the training window with the previous one, in a report and an MLflow run."""
+    """`scoreloop retrain --window 28d` with `retrain.ipw` on, on what the explore arm logged: challenger, off-policy
+    gate, reason, and the comparison of the training window with the previous one, in a report and an MLflow run."""
     home = loop[0]
-    env = {**EXPLORE_ENV, "SCORELOOP_STORE_URL": f"sqlite:///{home / 'simulate-s0-explore.db'}"}
-    run = cli(home, "retrain", "--window", "28d", "--ipw", "--trials", "1", env=env)
+    env = {
+        **EXPLORE_ENV,
+        "SCORELOOP_STORE_URL": f"sqlite:///{home / 'simulate-s0-explore.db'}",
+        "SCORELOOP_RETRAIN__IPW": "true",
+    }
+    run = cli(home, "retrain", "--window", "28d", "--trials", "1", env=env)
     summary = [s for s in read_summaries(home / "reports") if s["kind"] == "retrain"][-1]  # a promotion adds notes
     assert summary["ipw"] is True
     assert f"retrain: {summary['outcome']}" in run.stdout, run.stdout
@@ -197,9 +203,7 @@ def test_sliding_window_retrain_from_the_cli(loop) -> None:
             0.2 * c[f"{window}_scored"], 0.05
         )
         assert 0 < c[f"{window}_positive_rate"] < 1 and c[f"{window}_explored_share"] == pytest.approx(0.5, abs=0.05)
-    promoted = (
-        gate["gain_low"] > gate["margin"] and gate["challenger_ece"] - gate["champion_ece"] <= gate["ece_tolerance"]
-    )
+    promoted = gate["gain_low"] > gate["margin"] and gate["ece_gap_low"] <= gate["ece_tolerance"]
     assert gate["promoted"] is promoted and summary["outcome"] == ("promoted" if promoted else "refused"), gate
     configure(loop_settings(home).model_copy(update=EXPLORE_ENV_SETTINGS))
     champion = MlflowClient().get_model_version_by_alias(EXPLORE_ENV["SCORELOOP_MODEL_NAME"], CHAMPION).version

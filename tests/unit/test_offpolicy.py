@@ -100,6 +100,19 @@ def test_the_gate_promotes_a_clearly_better_challenger_given_the_evidence() -> N
     assert np.mean(promoted) >= 0.8
 
 
+def test_the_ece_gap_interval_sees_a_miscalibrated_challenger_and_not_a_calibrated_one() -> None:
+    """The same ranking with probabilities pushed up (odds x6) is clearly worse calibrated, seed after seed; the
+    better challenger with less noise in its log-odds is not refused on ECE."""
+    for seed in range(5):
+        _, champion, challenger, _, logged = world(seed, n=4000, epsilon=0.3)
+        odds = champion / (1 - champion) * 6
+        pushed = compare(logged, odds / (1 + odds), champion, "roc_auc", CAPACITY, rounds=200)
+        assert pushed.gain[0] == pytest.approx(0.0, abs=1e-12) and pushed.ece_gap[1] > 0.05
+        assert not judge(pushed, GateSettings(margin=-1))[0]
+        calibrated = compare(logged, challenger, champion, "roc_auc", CAPACITY, rounds=200)
+        assert calibrated.ece_gap[1] <= GateSettings().ece_tolerance
+
+
 def test_exploit_only_leaves_records_no_estimate_sees() -> None:
     _, champion, challenger, _, logged = world(0, epsilon=0.0)
     assert logged.support == pytest.approx(0.2)

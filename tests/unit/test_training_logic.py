@@ -20,11 +20,18 @@ from scoreloop.training.split import time_split
 from scoreloop.training.tune import PRUNE_INTERVAL, TrialClaims, TuningData, open_study, tune
 
 
-def comparison(gain: tuple[float, float, float], ece: tuple[float, float] = (0.03, 0.03), support: float = 1.0):
-    """A gate comparison with the figures the verdict reads (the estimators are tested in test_offpolicy)."""
+def comparison(
+    gain: tuple[float, float, float],
+    ece: tuple[float, float] = (0.03, 0.03),
+    support: float = 1.0,
+    ece_gap: tuple[float, float, float] | None = None,
+):
+    """A gate comparison with the figures the verdict reads (the estimators are tested in test_offpolicy); the ECE
+    gap's interval is the point gap unless given."""
     figures = [{"roc_auc": 0.8, "ece": e, "worklist_value": 30.0} for e in ece]
     notes = [] if support >= 1 else ["20% of the logged records could never have been worked"]
-    return Comparison("roc_auc", 0.9, *figures, gain, (0.0, -1.0, 1.0), (29.0, 31.0), 1000, 300, 120.0, support,
+    gap = ece_gap or (ece[0] - ece[1],) * 3
+    return Comparison("roc_auc", 0.9, *figures, gain, (0.0, -1.0, 1.0), gap, (29.0, 31.0), 1000, 300, 120.0, support,
                       notes=notes)  # fmt: skip
 
 
@@ -38,11 +45,19 @@ def test_gate_promotes_only_when_the_gains_lower_end_clears_the_margin() -> None
     assert not promoted and "lower end +0.0000 misses the margin 0" in reason
 
 
-def test_gate_refuses_a_better_ranker_that_is_worse_calibrated() -> None:
-    better = (0.05, 0.02, 0.08)
-    promoted, reason = judge(comparison(better, ece=(0.045, 0.03)), GateSettings(ece_tolerance=0.01))
-    assert not promoted and "ECE +0.0150 beyond the tolerance 0.01" in reason
-    assert judge(comparison(better, ece=(0.045, 0.03)), GateSettings(ece_tolerance=0.02))[0]
+def test_gate_refuses_a_better_ranker_that_is_clearly_worse_calibrated() -> None:
+    better, worse_calibrated = (0.05, 0.02, 0.08), (0.015, 0.012, 0.018)
+    promoted, reason = judge(comparison(better, (0.045, 0.03), ece_gap=worse_calibrated), GateSettings())
+    assert not promoted and "the ECE gap's lower end +0.0120 beyond the tolerance 0.01" in reason
+    assert judge(comparison(better, (0.045, 0.03), ece_gap=worse_calibrated), GateSettings(ece_tolerance=0.02))[0]
+
+
+def test_gate_does_not_refuse_on_an_ece_gap_within_its_noise() -> None:
+    """The same point gap (+0.015) on few effective records: its interval reaches below the tolerance."""
+    promoted, reason = judge(
+        comparison((0.05, 0.02, 0.08), (0.045, 0.03), ece_gap=(0.015, -0.01, 0.04)), GateSettings()
+    )
+    assert promoted and "the ECE gap's lower end -0.0100 within the tolerance 0.01" in reason
 
 
 def test_gate_cannot_judge_records_no_policy_could_work() -> None:
