@@ -249,28 +249,30 @@ def estimate(
     }
 
 
-def _resampled_metric(logged: Logged, probability: np.ndarray, metric: str) -> Callable[[np.ndarray], float]:
-    """`metric` weighted by inverse propensity on the labelled records among resampled positions."""
+def _resampled_labelled(
+    logged: Logged, probability: np.ndarray, figure: Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+) -> Callable[[np.ndarray], float]:
+    """`figure(y, probability, weights)` on the labelled records among resampled positions, each weighted by its
+    inverse propensity."""
     labelled = logged.labelled
 
     def statistic(rows: np.ndarray) -> float:
         part, keep = logged.take(rows), labelled[rows]
-        return binary_metric(metric, part.y[keep], probability[rows][keep], part.weights[keep])
+        return figure(part.y[keep], probability[rows][keep], part.weights[keep])
 
     return statistic
+
+
+def _resampled_metric(logged: Logged, probability: np.ndarray, metric: str) -> Callable[[np.ndarray], float]:
+    """`metric` weighted by inverse propensity on the labelled records among resampled positions."""
+    return _resampled_labelled(logged, probability, lambda y, p, w: binary_metric(metric, y, p, w))
 
 
 def _resampled_ece(logged: Logged, probability: np.ndarray, bins: int) -> Callable[[np.ndarray], float]:
-    """The inverse-propensity weighted ECE on the labelled records among resampled positions."""
-    labelled = logged.labelled
-
-    def statistic(rows: np.ndarray) -> float:
-        part, keep = logged.take(rows), labelled[rows]
-        if not keep.any():
-            return float("nan")
-        return expected_calibration_error(part.y[keep], probability[rows][keep], bins, weights=part.weights[keep])
-
-    return statistic
+    """The inverse-propensity weighted ECE on the labelled records among resampled positions (NaN on none)."""
+    return _resampled_labelled(
+        logged, probability, lambda y, p, w: expected_calibration_error(y, p, bins, weights=w) if y.size else np.nan
+    )
 
 
 def _resampled_value(logged: Logged, probability: np.ndarray, capacity: float) -> Callable[[np.ndarray], float]:
