@@ -4,7 +4,7 @@ judged against the targets of issue 15.
     .venv/bin/python -m benchmarks.loop [--worlds synthetic,adult,lending] [--seeds 0-9] [--cycles 6] [--rows 3000]
                                         [--epsilon 0.1] [--exploration uniform] [--arms explore,stale] [--trials 1]
                                         [--older-decay 0.5] [--warm-start | --no-warm-start]
-                                        [--gate-margin -0.01] [--gate-level 0.9] [--json OUT]
+                                        [--gate-margin -0.01] [--gate-level 0.9] [--gate-span 0.3] [--json OUT]
 
 Each world runs in a throwaway home with the product's default settings (the simulation's own training overrides
 aside: see `scoreloop.loop.simulate.SIMULATION_TRAIN`). A replay reads the table shipped in a PyPI package
@@ -79,6 +79,7 @@ def bench_world(world: str, config: SimulationConfig, args: argparse.Namespace) 
             (settings.policy, "exploration", args.exploration),
             (settings.retrain, "older_decay", args.older_decay),
             (settings.retrain, "warm_start", args.warm_start),
+            (settings.retrain, "holdout_fraction", args.gate_span),
             (settings.gate, "margin", args.gate_margin),
             (settings.gate, "level", args.gate_level),
         ):
@@ -89,9 +90,11 @@ def bench_world(world: str, config: SimulationConfig, args: argparse.Namespace) 
         seconds = time.monotonic() - began
     arms, judged = arm_summary(records), gate_judgement(records)
     retrain, gate = settings.retrain, settings.gate
+    span = retrain.holdout_fraction or settings.train.holdout_fraction
     print(f"\n## {world}: {len(config.seeds)} seeds x {config.cycles} cycles, epsilon "
           f"{settings.policy.epsilon:g} {settings.policy.exploration}, older decay {retrain.older_decay:g}, warm "
-          f"start {'on' if retrain.warm_start else 'off'}, gate margin {gate.margin:g} at {gate.level:.0%}, "
+          f"start {'on' if retrain.warm_start else 'off'}, gate span {span:g} of the window, gate margin "
+          f"{gate.margin:g} at {gate.level:.0%}, "
           f"{args.trials} trial(s), {seconds:.0f} s\n")  # fmt: skip
     print("| arm | " + " | ".join(arms.columns) + " |\n|---|" + "---|" * len(arms.columns))
     for arm, row in arms.iterrows():
@@ -129,6 +132,7 @@ def main() -> None:
     parser.add_argument("--older-decay", type=float, default=None, help="retrain.older_decay (0: off).")
     parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--gate-margin", type=float, default=None, help="gate.margin (negative: tolerate a loss).")
+    parser.add_argument("--gate-span", type=float, default=None, help="retrain.holdout_fraction (gate's share).")
     parser.add_argument("--gate-level", type=float, default=None, help="gate.level of the gain's interval.")
     parser.add_argument("--json", type=Path, default=None, help="Also write every cycle's record to JSON-WORLD.json.")
     args = parser.parse_args()

@@ -406,6 +406,8 @@ def _log_settings(
                     "calibration",
                     "objective",
                     "selection_level",
+                    "valid_fraction",
+                    "holdout_fraction",
                 }
             ),
             **search,

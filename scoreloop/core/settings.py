@@ -214,6 +214,13 @@ class RetrainSettings(BaseModel):
         "unweighted challengers were truly better, benchmarks/README.md, loop). The gate and monitoring weight "
         "their estimates either way.",
     )
+    holdout_fraction: float | None = Field(
+        None,
+        gt=0,
+        lt=0.5,
+        description="Newest share of the window a retrain holds out: the gate's span, whose logged decisions are "
+        "all its evidence. None: train.holdout_fraction.",
+    )
 
 
 class ValueSettings(BaseModel):

@@ -181,13 +181,15 @@ def test_the_report_judges_the_gate_against_the_truth(loop) -> None:
 
 
 def test_sliding_window_retrain_from_the_cli(loop) -> None:
-    """`scoreloop retrain --window 28d` with `retrain.ipw` on, on what the explore arm logged: challenger, off-policy
-    gate, reason, and the comparison of the training window with the previous one, in a report and an MLflow run."""
+    """`scoreloop retrain --window 28d` with `retrain.ipw` on and a gate span of 30% of the window, on what the
+    explore arm logged: challenger, off-policy gate, reason, and the comparison of the training window with the
+    previous one, in a report and an MLflow run."""
     home = loop[0]
     env = {
         **EXPLORE_ENV,
         "SCORELOOP_STORE_URL": f"sqlite:///{home / 'simulate-s0-explore.db'}",
         "SCORELOOP_RETRAIN__IPW": "true",
+        "SCORELOOP_RETRAIN__HOLDOUT_FRACTION": "0.3",
     }
     run = cli(home, "retrain", "--window", "28d", "--trials", "1", env=env)
     summary = [s for s in read_summaries(home / "reports") if s["kind"] == "retrain"][-1]  # a promotion adds notes
@@ -206,6 +208,9 @@ def test_sliding_window_retrain_from_the_cli(loop) -> None:
     promoted = gate["gain_low"] > gate["margin"] and gate["ece_gap_low"] <= gate["ece_tolerance"]
     assert gate["promoted"] is promoted and summary["outcome"] == ("promoted" if promoted else "refused"), gate
     configure(loop_settings(home).model_copy(update=EXPLORE_ENV_SETTINGS))
+    run_id = MlflowClient().get_model_version(EXPLORE_ENV["SCORELOOP_MODEL_NAME"], gate["challenger_version"]).run_id
+    assert MlflowClient().get_run(run_id).data.params["holdout_fraction"] == "0.3"
+    assert len(run_table(run_id, HOLDOUT_ARTIFACT)) == pytest.approx(0.3 * c["current_labelled"], rel=0.05)
     champion = MlflowClient().get_model_version_by_alias(EXPLORE_ENV["SCORELOOP_MODEL_NAME"], CHAMPION).version
     assert str(champion) == gate["challenger_version" if promoted else "champion_version"]
 
