@@ -90,10 +90,9 @@ def bench_world(world: str, config: SimulationConfig, args: argparse.Namespace) 
         seconds = time.monotonic() - began
     arms, judged = arm_summary(records), gate_judgement(records)
     retrain, gate = settings.retrain, settings.gate
-    span = retrain.holdout_fraction or settings.train.holdout_fraction
     print(f"\n## {world}: {len(config.seeds)} seeds x {config.cycles} cycles, epsilon "
           f"{settings.policy.epsilon:g} {settings.policy.exploration}, older decay {retrain.older_decay:g}, warm "
-          f"start {'on' if retrain.warm_start else 'off'}, gate span {span:g} of the window, gate margin "
+          f"start {'on' if retrain.warm_start else 'off'}, gate span {settings.gate_span:g} of the window, gate margin "
           f"{gate.margin:g} at {gate.level:.0%}, "
           f"{args.trials} trial(s), {seconds:.0f} s\n")  # fmt: skip
     print("| arm | " + " | ".join(arms.columns) + " |\n|---|" + "---|" * len(arms.columns))

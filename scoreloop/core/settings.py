@@ -346,6 +346,12 @@ class Settings(BaseSettings):
         return self.store_url or f"sqlite:///{self.home.resolve() / 'records.db'}"
 
     @property
+    def gate_span(self) -> float:
+        """The newest share of a retrain's window held out for the gate: `retrain.holdout_fraction`, or the
+        training's."""
+        return self.retrain.holdout_fraction or self.train.holdout_fraction
+
+    @property
     def artifact_root(self) -> Path:
         return self.home.resolve() / "artifacts"
 

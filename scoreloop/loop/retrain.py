@@ -237,12 +237,10 @@ def _train_and_gate(
     weights = ipw_weights(current[PROPENSITY], settings.policy.ipw_clip) if ipw else None
     rows = current.drop(columns=[PROPENSITY, "policy"])
     older, warm = start
-    span = settings.retrain.holdout_fraction
-    if span is not None:
-        settings = settings.model_copy(update={"train": settings.train.model_copy(update={"holdout_fraction": span})})
+    training = settings.train.model_copy(update={"holdout_fraction": settings.gate_span})
     try:
         trained = train_rows(
-            settings,
+            settings.model_copy(update={"train": training}),
             spec,
             rows,
             source=source,

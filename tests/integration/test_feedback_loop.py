@@ -208,10 +208,11 @@ def test_sliding_window_retrain_from_the_cli(loop) -> None:
     promoted = gate["gain_low"] > gate["margin"] and gate["ece_gap_low"] <= gate["ece_tolerance"]
     assert gate["promoted"] is promoted and summary["outcome"] == ("promoted" if promoted else "refused"), gate
     configure(loop_settings(home).model_copy(update=EXPLORE_ENV_SETTINGS))
-    run_id = MlflowClient().get_model_version(EXPLORE_ENV["SCORELOOP_MODEL_NAME"], gate["challenger_version"]).run_id
-    assert MlflowClient().get_run(run_id).data.params["holdout_fraction"] == "0.3"
+    client = MlflowClient()
+    run_id = client.get_model_version(EXPLORE_ENV["SCORELOOP_MODEL_NAME"], gate["challenger_version"]).run_id
+    assert client.get_run(run_id).data.params["holdout_fraction"] == "0.3"
     assert len(run_table(run_id, HOLDOUT_ARTIFACT)) == pytest.approx(0.3 * c["current_labelled"], rel=0.05)
-    champion = MlflowClient().get_model_version_by_alias(EXPLORE_ENV["SCORELOOP_MODEL_NAME"], CHAMPION).version
+    champion = client.get_model_version_by_alias(EXPLORE_ENV["SCORELOOP_MODEL_NAME"], CHAMPION).version
     assert str(champion) == gate["challenger_version" if promoted else "champion_version"]
 
 
