@@ -206,6 +206,13 @@ class RetrainSettings(BaseModel):
         description="Fit the challenger on top of the champion: every fit starts from the champion's raw log-odds "
         "(CatBoost's baseline) and the served model is the sum of the two (one CatBoost model).",
     )
+    warm_max_trees: int = Field(
+        3000,
+        ge=1,
+        description="A champion with at least this many trees is not warm-started from: each warm-started promotion "
+        "adds its correction's trees to the champion's, so past this size the retrain fits from scratch and the "
+        "served model stops growing.",
+    )
     ipw: bool = Field(
         False,
         description="Weight the window's labelled records by their clipped, self-normalised inverse propensity. Off: "

@@ -178,7 +178,7 @@ def retrain(
     start, previous_start = end - window, end - 2 * window
     logged, logged_before, scored = _window_rows(store, spec, basis, (previous_start, start, end))
     older = older_rows(settings, spec, champion, start, window)
-    warm = champion.classifier if champion is not None and settings.retrain.warm_start else None
+    warm = _warm_start(settings, champion)
     current, previous = training_rows(logged, spec), training_rows(logged_before, spec)
     out_dir = new_report_dir(settings.reports_dir, "retrain")
     progress(1, RETRAIN_STEPS, "drift report of the window against the previous one")
@@ -198,6 +198,7 @@ def retrain(
         "older_decay": settings.retrain.older_decay,
         "older_rows": 0 if older is None else len(older.rows),
         "warm_start": warm is not None,
+        "champion_trees": None if champion is None else champion.classifier.tree_count_,
         **bounds,
     }
     findings = retrain_findings(
@@ -263,6 +264,14 @@ def _train_and_gate(
 def _champion(settings: Settings) -> ScoringModel | None:
     configure(settings)
     return None if version_by_alias(settings.model_name, CHAMPION) is None else load_registered(settings)
+
+
+def _warm_start(settings: Settings, champion: ScoringModel | None) -> CatBoostClassifier | None:
+    """The champion to warm-start from: none when the setting is off or the champion has grown to
+    `warm_max_trees` (every warm-started promotion adds trees, so this keeps the served model's size bounded)."""
+    if champion is None or not settings.retrain.warm_start:
+        return None
+    return champion.classifier if champion.classifier.tree_count_ < settings.retrain.warm_max_trees else None
 
 
 def older_rows(

@@ -181,15 +181,17 @@ def test_the_report_judges_the_gate_against_the_truth(loop) -> None:
 
 
 def test_sliding_window_retrain_from_the_cli(loop) -> None:
-    """`scoreloop retrain --window 28d` with `retrain.ipw` on and a gate span of 30% of the window, on what the
-    explore arm logged: challenger, off-policy gate, reason, and the comparison of the training window with the
-    previous one, in a report and an MLflow run."""
+    """`scoreloop retrain --window 28d` with `retrain.ipw` on, a gate span of 30% of the window and a warm-start
+    cap of one tree (the champion is too large to start from), on what the explore arm logged: challenger,
+    off-policy gate, reason, and the comparison of the training window with the previous one, in a report and an
+    MLflow run."""
     home = loop[0]
     env = {
         **EXPLORE_ENV,
         "SCORELOOP_STORE_URL": f"sqlite:///{home / 'simulate-s0-explore.db'}",
         "SCORELOOP_RETRAIN__IPW": "true",
         "SCORELOOP_RETRAIN__HOLDOUT_FRACTION": "0.3",
+        "SCORELOOP_RETRAIN__WARM_MAX_TREES": "1",
     }
     run = cli(home, "retrain", "--window", "28d", "--trials", "1", env=env)
     summary = [s for s in read_summaries(home / "reports") if s["kind"] == "retrain"][-1]  # a promotion adds notes
@@ -210,7 +212,10 @@ def test_sliding_window_retrain_from_the_cli(loop) -> None:
     configure(loop_settings(home).model_copy(update=EXPLORE_ENV_SETTINGS))
     client = MlflowClient()
     run_id = client.get_model_version(EXPLORE_ENV["SCORELOOP_MODEL_NAME"], gate["challenger_version"]).run_id
-    assert client.get_run(run_id).data.params["holdout_fraction"] == "0.3"
+    params = client.get_run(run_id).data.params
+    assert params["holdout_fraction"] == "0.3" and params["warm_start"] == "False"
+    retrain_params = client.get_run(summary["run_id"]).data.params
+    assert retrain_params["warm_start"] == "False" and int(retrain_params["champion_trees"]) > 1
     assert len(run_table(run_id, HOLDOUT_ARTIFACT)) == pytest.approx(0.3 * c["current_labelled"], rel=0.05)
     champion = client.get_model_version_by_alias(EXPLORE_ENV["SCORELOOP_MODEL_NAME"], CHAMPION).version
     assert str(champion) == gate["challenger_version" if promoted else "champion_version"]
