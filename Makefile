@@ -27,7 +27,7 @@ demo: $(STAMP) ## Run the whole loop on the embedded synthetic data
 	$(BIN)/python -m scoreloop.cli.demo
 
 test: $(STAMP) ## Run the whole test suite (unit + integration)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: $(STAMP) ## Run the tests not marked slow
 	$(BIN)/python -m pytest -q -m "not slow"
