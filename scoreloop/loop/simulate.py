@@ -53,7 +53,8 @@ from scoreloop.core.synthetic import (
 from scoreloop.core.tracking import CHAMPION, configure, copy_version, load_registered, load_version
 from scoreloop.loop.retrain import retrain
 from scoreloop.monitoring.monitor import Window, monitor_period
-from scoreloop.training.promote import promote
+from scoreloop.training.promote import promote, run_table
+from scoreloop.training.tags import LOGGED_ARTIFACT
 from scoreloop.training.train import TrainResult, train_rows
 
 EXPLORE_ARM, EXPLOIT_ARM, ORACLE_ARM, STALE_ARM = "explore", "exploit", "oracle", "stale"
@@ -102,7 +103,10 @@ class World:
 @dataclass(frozen=True)
 class CycleRecord:
     """One arm, seed and cycle: the month's conversions, the gate's estimate of the challenger's gain with its
-    interval, the decision, and the truth on the next month (the model in use there is `deployed`)."""
+    interval, the decision, and the truth on the next month (the model in use there is `deployed`). `span_gain` is
+    the challenger's true gain on every record of the gate's own span: what a gate that saw every outcome there
+    would estimate, so it splits the gate's error into estimation (its logged sample) and distance (span to next
+    month)."""
 
     arm: str
     seed: int
@@ -122,6 +126,7 @@ class CycleRecord:
     value_low: float
     value_high: float
     value_truth: float
+    span_gain: float
     monitor_status: str
     retrain: str
     reason: str
@@ -293,6 +298,7 @@ def simulate_arm(
             continue
         challenger = load_version(settings.model_name, version.version)
         challenger_next = challenger.predict_proba(following)
+        span = _gate_span(world, cycle, config.window, version.run_id)
         gated = arm == EXPLORE_ARM
         promoted = bool(gate.get("promoted")) if gated else True
         if promoted and not gate.get("promoted"):  # the naive arms deploy every retrain
@@ -319,6 +325,7 @@ def simulate_arm(
                 value_low=value[1],
                 value_high=value[2],
                 value_truth=value[3],
+                span_gain=true_auc(challenger.predict_proba(span), span) - true_auc(model.predict_proba(span), span),
                 retrain=retrained.outcome,
                 reason=retrained.reason,
                 **month,
@@ -335,7 +342,15 @@ def _record(
     nan = float("nan")
     return CycleRecord(arm, seed, cycle, version, champion_next, nan, False, False, gate_estimate=nan, gate_low=nan,
                        gate_high=nan, value_estimate=nan, value_low=nan, value_high=nan, value_truth=nan,
-                       retrain=outcome, reason=reason, **month)  # fmt: skip
+                       span_gain=nan, retrain=outcome, reason=reason, **month)  # fmt: skip
+
+
+def _gate_span(world: World, cycle: int, window: int, run_id: str) -> pd.DataFrame:
+    """The records the gate judged (its logged span, attached to the challenger's run), with every outcome: the
+    gate itself sees the worked ones' only."""
+    judged = set(run_table(run_id, LOGGED_ARTIFACT)[world.spec.id_column].astype(str))
+    months = pd.concat(world.months[max(cycle + 1 - window, 1) : cycle + 1])
+    return months[months[world.spec.id_column].astype(str).isin(judged)]
 
 
 def _worklist_check(
@@ -438,7 +453,10 @@ def arm_summary(records: list[CycleRecord]) -> pd.DataFrame:
 def gate_judgement(records: list[CycleRecord], threshold: float = 0.01) -> dict[str, float]:
     """How the gate decided where it decided: the share of promotions of a challenger truly worse than its
     champion by more than `threshold`, the share of right decisions where the true difference exceeds it either
-    way, and how often the doubly robust interval covered the true worklist value."""
+    way, and how often the doubly robust interval covered the true worklist value. Then where its error comes
+    from: the estimate's distance to the true gain on its own span (estimation), the span's true gain's distance to
+    the next month's (distance), and how often the span's true gain has the next month's sign where the difference
+    is clear (the most any gate judging that span can get right)."""
     frame = pd.DataFrame([r.to_dict() for r in records if r.gated])
     if frame.empty:
         return {"decisions": 0}
@@ -455,6 +473,11 @@ def gate_judgement(records: list[CycleRecord], threshold: float = 0.01) -> dict[
         "right_where_clear": float(right[clear].mean()) if clear.any() else float("nan"),
         "truly_better_challengers": int((truth > threshold).sum()),
         "value_coverage": float(inside.mean()) if len(covered) else float("nan"),
+        "estimation_error": float((frame["gate_estimate"] - frame["span_gain"]).abs().mean()),
+        "distance_error": float((frame["span_gain"] - truth).abs().mean()),
+        "span_sign_right_where_clear": float(((frame["span_gain"] > 0) == (truth > 0))[clear].mean())
+        if clear.any()
+        else float("nan"),
     }
 
 

@@ -19,7 +19,7 @@ from scoreloop.core.settings import GateSettings, PolicySettings, SearchSpace, S
 from scoreloop.core.store import RecordStore
 from scoreloop.core.synthetic import WorldConfig, generate_leads
 from scoreloop.core.tracking import CHAMPION, configure, load_version
-from scoreloop.loop.simulate import ARMS, SimulationConfig, lead_spec, run_simulation
+from scoreloop.loop.simulate import ARMS, SimulationConfig, lead_spec, run_simulation, synthetic_world, true_auc
 from scoreloop.training.promote import run_table
 from scoreloop.training.tags import HOLDOUT_ARTIFACT, LOGGED_ARTIFACT, PROPENSITY
 from tests.support import cli
@@ -107,6 +107,7 @@ def test_the_gate_judged_the_default_arm_on_its_logged_decisions(loop) -> None:
     configure(settings)
     client, gate = MlflowClient(), GateSettings()
     explore = frame[frame["arm"] == "explore"]
+    leads = pd.concat(synthetic_world(CONFIG, 0).months)
     for version in ("2", "3"):
         tags = client.get_model_version(settings.model_name, version).tags
         run_id = client.get_model_version(settings.model_name, version).run_id
@@ -130,6 +131,11 @@ def test_the_gate_judged_the_default_arm_on_its_logged_decisions(loop) -> None:
         assert tags["gate.promoted"] == str(verdict)
         cycle = explore[explore["gate_low"].round(6) == round(found.gain[1], 6)]
         assert len(cycle) == 1 and bool(cycle["promoted"].iloc[0]) is verdict
+        # the recorded span gain is the true gain on exactly the records the gate judged, every outcome known
+        span = leads[leads["lead_id"].isin(logged_rows["lead_id"].astype(str))]
+        assert len(span) == len(logged_rows)
+        truth = true_auc(challenger.predict_proba(span), span) - true_auc(champion.predict_proba(span), span)
+        assert cycle["span_gain"].iloc[0] == pytest.approx(truth)
 
 
 def test_the_propensity_is_logged_with_every_score(loop) -> None:
