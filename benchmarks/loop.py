@@ -4,7 +4,8 @@ judged against the targets of issue 15.
     .venv/bin/python -m benchmarks.loop [--worlds synthetic,adult,lending] [--seeds 0-9] [--cycles 6] [--rows 3000]
                                         [--epsilon 0.1] [--exploration uniform] [--arms explore,stale] [--trials 1]
                                         [--older-decay 0.5] [--warm-start | --no-warm-start]
-                                        [--gate-margin -0.01] [--gate-level 0.9] [--gate-span 0.3] [--json OUT]
+                                        [--gate-margin -0.01] [--gate-level 0.9] [--gate-span 0.3] [--no-monitor]
+                                        [--json OUT]
 
 Each world runs in a throwaway home with the product's default settings (the simulation's own training overrides
 aside: see `scoreloop.loop.simulate.SIMULATION_TRAIN`). A replay reads the table shipped in a PyPI package
@@ -133,10 +134,18 @@ def main() -> None:
     parser.add_argument("--gate-margin", type=float, default=None, help="gate.margin (negative: tolerate a loss).")
     parser.add_argument("--gate-span", type=float, default=None, help="retrain.holdout_fraction (gate's share).")
     parser.add_argument("--gate-level", type=float, default=None, help="gate.level of the gain's interval.")
+    parser.add_argument(
+        "--monitor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Monitor every cycle (a failing status blocks the gate's promotion).",
+    )
     parser.add_argument("--json", type=Path, default=None, help="Also write every cycle's record to JSON-WORLD.json.")
     args = parser.parse_args()
     arms = tuple(arm.strip() for arm in args.arms.split(","))
-    config = SimulationConfig(cycles=args.cycles, rows=args.rows, seeds=parse_seeds(args.seeds), arms=arms)
+    config = SimulationConfig(
+        cycles=args.cycles, rows=args.rows, seeds=parse_seeds(args.seeds), arms=arms, monitor=args.monitor
+    )
     for world in args.worlds.split(","):
         bench_world(world.strip(), config, args)
 
