@@ -94,7 +94,7 @@ def bench_world(world: str, config: SimulationConfig, args: argparse.Namespace) 
     print(f"\n## {world}: {len(config.seeds)} seeds x {config.cycles} cycles, epsilon "
           f"{settings.policy.epsilon:g} {settings.policy.exploration}, older decay {retrain.older_decay:g}, warm "
           f"start {'on' if retrain.warm_start else 'off'}, gate span {settings.gate_span:g} of the window, gate margin "
-          f"{gate.margin:g} at {gate.level:.0%}, "
+          f"{gate.margin:g} at {gate.level:.0%}, monitoring {'on' if config.monitor else 'off'}, "
           f"{args.trials} trial(s), {seconds:.0f} s\n")  # fmt: skip
     print("| arm | " + " | ".join(arms.columns) + " |\n|---|" + "---|" * len(arms.columns))
     for arm, row in arms.iterrows():
