@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scoreloop.core.metrics import expected_auc, roc_auc
-from scoreloop.core.offpolicy import Logged, compare, expected_figures, point_figures
+from scoreloop.core.metrics import bootstrap_interval, expected_auc, roc_auc
+from scoreloop.core.offpolicy import Logged, compare, expected_figures, point_figures, small_sample_interval
 from scoreloop.core.policy import work_plan
 from scoreloop.core.settings import GateSettings
 from scoreloop.training.promote import judge
@@ -61,6 +61,23 @@ def test_the_doubly_robust_interval_covers_the_true_worklist_value() -> None:
         low, high = found.new_value_interval
         covered.append(low <= 100 * truth[top].mean() <= high)
     assert np.mean(covered) >= 0.8  # nominal 90%
+
+
+def test_small_sample_intervals_cover_at_their_level_where_the_percentile_bootstrap_does_not() -> None:
+    """Six records (a span's labelled records are often worth 5-20): the percentile bootstrap of their mean covers
+    about 80% at a nominal 90%, widened to Student's t it covers about 90%, in each of three independent blocks."""
+    for block in range(3):
+        rng = np.random.default_rng(block)
+        plain, widened = [], []
+        for draw in range(300):
+            x = rng.normal(size=6)
+            interval = bootstrap_interval(lambda rows, x=x: x[rows].mean(), 6, 0.90, 200, draw)
+            low, high = small_sample_interval(x.mean(), interval, 6, 0.90)
+            plain.append(interval[0] <= 0 <= interval[1])
+            widened.append(low <= 0 <= high)
+        assert np.mean(plain) < 0.84 and 0.86 <= np.mean(widened) <= 0.94
+    assert small_sample_interval(0.0, (-1.0, 2.0), 10_000, 0.90) == pytest.approx((-1.0, 2.0), rel=1e-3)
+    assert np.isnan(small_sample_interval(np.nan, (np.nan, np.nan), 5, 0.90)).all()
 
 
 def test_the_gain_interval_narrows_as_exploration_grows() -> None:
