@@ -455,8 +455,9 @@ def gate_judgement(records: list[CycleRecord], threshold: float = 0.01) -> dict[
     champion by more than `threshold`, the share of right decisions where the true difference exceeds it either
     way, and how often the doubly robust interval covered the true worklist value. Then where its error comes
     from: the estimate's distance to the true gain on its own span (estimation), the span's true gain's distance to
-    the next month's (distance), and how often the span's true gain has the next month's sign where the difference
-    is clear (the most any gate judging that span can get right)."""
+    the next month's (distance), how often the span's true gain has the next month's sign where the difference is
+    clear (the most any gate judging that span can get right), and how often the gate's own interval covered the
+    span's true gain, with the share below its lower end (where a gate promotes on a gain that is not there)."""
     frame = pd.DataFrame([r.to_dict() for r in records if r.gated])
     if frame.empty:
         return {"decisions": 0}
@@ -478,6 +479,10 @@ def gate_judgement(records: list[CycleRecord], threshold: float = 0.01) -> dict[
         "span_sign_right_where_clear": float(((frame["span_gain"] > 0) == (truth > 0))[clear].mean())
         if clear.any()
         else float("nan"),
+        "gain_coverage": float(
+            ((frame["gate_low"] <= frame["span_gain"]) & (frame["span_gain"] <= frame["gate_high"])).mean()
+        ),
+        "span_gain_below_low": float((frame["span_gain"] < frame["gate_low"]).mean()),
     }
 
 

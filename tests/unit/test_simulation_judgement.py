@@ -1,5 +1,5 @@
 """The simulation's judgement of the gate: right and wrong decisions against the next month's truth, and the split
-of its error into estimation (on its own span) and distance (span to next month)."""
+of its error into estimation (on its own span) and distance (span to next month), and its interval's coverage."""
 
 from __future__ import annotations
 
@@ -35,3 +35,5 @@ def test_the_judgement_splits_the_gates_error_into_estimation_and_distance() -> 
     assert judged["estimation_error"] == pytest.approx((0.03 + 0.0 + 0.02 + 0.01) / 4)
     assert judged["distance_error"] == pytest.approx((0.01 + 0.03 + 0.005 + 0.02) / 4)
     assert judged["span_sign_right_where_clear"] == pytest.approx(2 / 3)  # the second one's span had the wrong sign
+    assert judged["gain_coverage"] == pytest.approx(2 / 4)  # intervals are the estimate +- 0.01
+    assert judged["span_gain_below_low"] == pytest.approx(1 / 4)  # the third: promoted on a gain its span lacked
