@@ -94,6 +94,14 @@ class Logged:
         w = self.weights[self.labelled]
         return float(w.sum() ** 2 / np.sum(w**2)) if w.size else 0.0
 
+    @property
+    def explored(self) -> tuple[int, int]:
+        """Labelled positives and negatives a policy worked with propensity below 1: all an estimate sees of how
+        models rank below the top. With none of a class there, a figure's error is one no interval shows (for the
+        AUC gain it favours the champion whose top was worked: benchmarks/README.md, loop)."""
+        below = self.labelled & (self.propensity < 1)
+        return int(np.sum(below & (self.y == 1))), int(np.sum(below & (self.y == 0)))
+
     def take(self, rows: np.ndarray) -> Logged:
         return Logged(self.y[rows], self.propensity[rows])
 
@@ -141,6 +149,7 @@ class Comparison:
     labelled: int
     effective_size: float
     support: float
+    explored: tuple[int, int] = (0, 0)  # labelled positives, negatives worked with propensity < 1 (below the top)
     estimator: str = ESTIMATOR
     notes: list[str] = field(default_factory=list)
 
@@ -153,6 +162,11 @@ class Comparison:
             f"{v[2]:+.2f}); ECE {self.new['ece']:.4f} vs {self.old['ece']:.4f} (gap {e[0]:+.4f}, {e[1]:+.4f} to "
             f"{e[2]:+.4f}); on {self.records} logged records, "
             f"{self.labelled} labelled, effective size {self.effective_size:.0f}, support {self.support:.0%}"
+            + (
+                f", explored {self.explored[0]} positive(s) and {self.explored[1]} negative(s) below the top"
+                if self.labelled < self.records  # a policy chose: say what it saw below its top
+                else ""
+            )
         )
 
 
@@ -210,6 +224,7 @@ def compare(
         labelled=int(logged.labelled.sum()),
         effective_size=size,
         support=logged.support,
+        explored=logged.explored,
         notes=notes,
     )
 

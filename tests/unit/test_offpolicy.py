@@ -142,7 +142,9 @@ def test_logged_decisions_are_validated_and_unlogged_labels_count_once() -> None
     with pytest.raises(ValueError, match="propensity 0"):
         Logged.of([1.0, 0.0], [0.0, 0.5])
     plain = Logged.of([1, 0, 1])  # a training holdout: every record labelled, no policy
-    assert list(plain.weights) == [1.0, 1.0, 1.0] and plain.effective_size == 3
+    assert list(plain.weights) == [1.0, 1.0, 1.0] and plain.effective_size == 3 and plain.explored == (0, 0)
+    worked = Logged.of([1, 0, np.nan, 1, 0, np.nan], [1.0, 1.0, 0.1, 0.1, 0.1, 0.1])  # two worked at the top
+    assert worked.explored == (1, 1)  # what the estimates see below the top
     unlogged = Logged.of([np.nan, 1.0])  # outcomes for some records, no policy logged: who chose them is unknown
     assert unlogged.support == 0.5
 
