@@ -185,7 +185,7 @@ def compare(
     """Off-policy figures of two models on the same logged records and the paired intervals of the new one's gain
     (each bootstrap round resamples the records once and scores both models on them)."""
     new, old = np.asarray(new, dtype=float), np.asarray(old, dtype=float)
-    new_metric, old_metric = _resampled_metric(logged, new, metric), _resampled_metric(logged, old, metric)
+    new_metric, old_metric = resampled_metric(logged, new, metric), resampled_metric(logged, old, metric)
     new_value, old_value = _resampled_value(logged, new, capacity), _resampled_value(logged, old, capacity)
     new_ece, old_ece = _resampled_ece(logged, new, bins), _resampled_ece(logged, old, bins)
 
@@ -276,7 +276,7 @@ def estimate(
         w = part.weights[part.labelled]
         return float(np.sum(w * part.y[part.labelled]) / w.sum()) if w.size else float("nan")
 
-    ranked, value = _resampled_metric(logged, probability, metric), _resampled_value(logged, probability, capacity)
+    ranked, value = resampled_metric(logged, probability, metric), _resampled_value(logged, probability, capacity)
     for name, statistic in ((metric, ranked), ("positive_rate_snipw", rate), ("worklist_value", value)):
         low, high = bootstrap_interval(statistic, len(logged), level, rounds, seed) if lab.any() else (np.nan,) * 2
         if name != "worklist_value":
@@ -304,7 +304,7 @@ def _resampled_labelled(
     return statistic
 
 
-def _resampled_metric(logged: Logged, probability: np.ndarray, metric: str) -> Callable[[np.ndarray], float]:
+def resampled_metric(logged: Logged, probability: np.ndarray, metric: str) -> Callable[[np.ndarray], float]:
     """`metric` weighted by inverse propensity on the labelled records among resampled positions."""
     return _resampled_labelled(logged, probability, lambda y, p, w: binary_metric(metric, y, p, w))
 
