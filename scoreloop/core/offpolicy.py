@@ -12,7 +12,7 @@ are exact, and tight where the model is good. Every figure comes with a paired b
 records and the weights' effective sample size.
 
 The weighted figures (AUC, ECE, positive rate) often rest on few effective records: at the default exploration a
-span's labelled records are worth 5-20 equally weighted ones, and there the percentile bootstrap is too narrow (its
+span's labelled records are worth 2-25 equally weighted ones, and there the percentile bootstrap is too narrow (its
 variance divides by n, not n - 1, and its tails are the normal's). Their intervals are widened around the point to
 Student's t with (effective size - 1) degrees of freedom (`small_sample_interval`); the doubly robust value, which
 every record informs, keeps its bootstrap interval (benchmarks/README.md, loop: both measured against the truth).

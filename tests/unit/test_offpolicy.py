@@ -64,7 +64,7 @@ def test_the_doubly_robust_interval_covers_the_true_worklist_value() -> None:
 
 
 def test_small_sample_intervals_cover_at_their_level_where_the_percentile_bootstrap_does_not() -> None:
-    """Six records (a span's labelled records are often worth 5-20): the percentile bootstrap of their mean covers
+    """Six records (a span's labelled records are often worth 2-25): the percentile bootstrap of their mean covers
     about 80% at a nominal 90%, widened to Student's t it covers about 90%, in each of three independent blocks."""
     for block in range(3):
         rng = np.random.default_rng(block)
