@@ -135,7 +135,11 @@ class GateSettings(BaseModel):
     metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
     margin: float = 0.0
     level: float = Field(
-        0.90, gt=0, lt=1, description="Two-sided level of the paired bootstrap interval of the challenger's gain."
+        0.90,
+        gt=0,
+        lt=1,
+        description="Two-sided level of the paired bootstrap interval of the challenger's gain (on logged decisions "
+        "widened to Student's t on the weights' effective size: core.offpolicy).",
     )
     rounds: int = Field(300, ge=50, description="Bootstrap rounds of the gate's intervals.")
     ece_tolerance: float = Field(0.01, ge=0)
