@@ -18,8 +18,8 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from scoreloop.core.metrics import bootstrap_interval, expected_auc, improvement
-from scoreloop.core.offpolicy import Logged, resampled_metric, small_sample_interval
+from scoreloop.core.metrics import bootstrap_interval, expected_auc
+from scoreloop.core.offpolicy import Logged, resampled_gain, small_sample_interval
 from scoreloop.core.policy import work_plan
 
 CAPACITY, LEVEL, ROUNDS = 0.2, 0.90, 100
@@ -35,11 +35,7 @@ def draw(rows: int, epsilon: float, better: float, seed: int) -> dict[str, float
     outcome = (rng.random(rows) < truth).astype(float)
     plan = work_plan(champion, CAPACITY, epsilon, rng)
     logged = Logged.of(np.where(plan["worked"], outcome, np.nan), plan["propensity"])
-    new, old = resampled_metric(logged, challenger, "roc_auc"), resampled_metric(logged, champion, "roc_auc")
-
-    def gain(positions: np.ndarray) -> float:
-        return improvement("roc_auc", new(positions), old(positions))
-
+    gain = resampled_gain(logged, challenger, champion, "roc_auc")
     point = gain(np.arange(rows))
     plain = bootstrap_interval(gain, rows, LEVEL, ROUNDS, seed)
     reported = small_sample_interval(point, plain, logged.effective_size, LEVEL)

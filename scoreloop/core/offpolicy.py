@@ -149,7 +149,7 @@ class Comparison:
     labelled: int
     effective_size: float
     support: float
-    explored: tuple[int, int] = (0, 0)  # labelled positives, negatives worked with propensity < 1 (below the top)
+    explored: tuple[int, int]  # labelled positives, negatives worked with propensity < 1 (below the top)
     estimator: str = ESTIMATOR
     notes: list[str] = field(default_factory=list)
 
@@ -185,12 +185,9 @@ def compare(
     """Off-policy figures of two models on the same logged records and the paired intervals of the new one's gain
     (each bootstrap round resamples the records once and scores both models on them)."""
     new, old = np.asarray(new, dtype=float), np.asarray(old, dtype=float)
-    new_metric, old_metric = resampled_metric(logged, new, metric), resampled_metric(logged, old, metric)
+    gain = resampled_gain(logged, new, old, metric)
     new_value, old_value = _resampled_value(logged, new, capacity), _resampled_value(logged, old, capacity)
     new_ece, old_ece = _resampled_ece(logged, new, bins), _resampled_ece(logged, old, bins)
-
-    def gain(rows: np.ndarray) -> float:
-        return improvement(metric, new_metric(rows), old_metric(rows))
 
     n, size = len(logged), logged.effective_size
     interval = {"level": level, "rounds": rounds, "seed": seed}
@@ -276,7 +273,7 @@ def estimate(
         w = part.weights[part.labelled]
         return float(np.sum(w * part.y[part.labelled]) / w.sum()) if w.size else float("nan")
 
-    ranked, value = resampled_metric(logged, probability, metric), _resampled_value(logged, probability, capacity)
+    ranked, value = _resampled_metric(logged, probability, metric), _resampled_value(logged, probability, capacity)
     for name, statistic in ((metric, ranked), ("positive_rate_snipw", rate), ("worklist_value", value)):
         low, high = bootstrap_interval(statistic, len(logged), level, rounds, seed) if lab.any() else (np.nan,) * 2
         if name != "worklist_value":
@@ -304,9 +301,16 @@ def _resampled_labelled(
     return statistic
 
 
-def resampled_metric(logged: Logged, probability: np.ndarray, metric: str) -> Callable[[np.ndarray], float]:
+def _resampled_metric(logged: Logged, probability: np.ndarray, metric: str) -> Callable[[np.ndarray], float]:
     """`metric` weighted by inverse propensity on the labelled records among resampled positions."""
     return _resampled_labelled(logged, probability, lambda y, p, w: binary_metric(metric, y, p, w))
+
+
+def resampled_gain(logged: Logged, new: np.ndarray, old: np.ndarray, metric: str) -> Callable[[np.ndarray], float]:
+    """The new model's gain over the old one on `metric`, both weighted on the same resampled positions (paired):
+    what `compare` bootstraps for the gate."""
+    new_metric, old_metric = _resampled_metric(logged, new, metric), _resampled_metric(logged, old, metric)
+    return lambda rows: improvement(metric, new_metric(rows), old_metric(rows))
 
 
 def _resampled_ece(logged: Logged, probability: np.ndarray, bins: int) -> Callable[[np.ndarray], float]:

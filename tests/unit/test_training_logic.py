@@ -32,7 +32,7 @@ def comparison(
     notes = [] if support >= 1 else ["20% of the logged records could never have been worked"]
     gap = ece_gap or (ece[0] - ece[1],) * 3
     return Comparison("roc_auc", 0.9, *figures, gain, (0.0, -1.0, 1.0), gap, (29.0, 31.0), 1000, 300, 120.0, support,
-                      notes=notes)  # fmt: skip
+                      (3, 30), notes=notes)  # fmt: skip
 
 
 def test_gate_promotes_only_when_the_gains_lower_end_clears_the_margin() -> None:
