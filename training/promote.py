@@ -86,8 +86,10 @@ class GateDecision:
 
 def judge(comparison: Comparison, gate: GateSettings) -> tuple[bool, str]:
     """Does the lower end of the challenger's gain interval clear `gate.margin`, is its ECE not clearly more than
-    `gate.ece_tolerance` above the champion's, and do the estimates see every logged record? A lower end equal to the
-    margin is no win: on a few labelled records most resamples tie both models, which pins the lower end at 0.
+    `gate.ece_tolerance` above the champion's, and do the estimates see every logged record? The default margin is
+    a small tolerated loss (non-inferiority): retrains gain less than one window's evidence can show. A lower end
+    equal to the margin is no win: at margin 0, a few labelled records on which most resamples tie both models pin
+    the lower end there.
     Calibration is judged on the lower end of the paired ECE gap's interval, as the baselines are: on logged
     decisions the ECE rests on a few dozen effective records, and its point gap alone refused a third of truly
     better challengers at random (benchmarks/README.md, loop). Returns the verdict and a reason with every figure."""

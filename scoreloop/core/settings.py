@@ -126,14 +126,18 @@ class TrainSettings(BaseModel):
 
 class GateSettings(BaseModel):
     """The promotion gate: the lower end of the paired `level` interval of the challenger's gain over the champion on
-    the primary `metric` must exceed `margin` (0: a clear win; negative tolerates a small loss), its calibration
+    the primary `metric` must exceed `margin` (-0.005: not clearly worse; 0: a clear win), its calibration
     error (ECE) may not clearly (the lower end of the same paired interval) exceed the champion's by more than
     `ece_tolerance`, and it may lose to no baseline of its own run (CatBoost defaults, HistGradientBoosting) on the
     same holdout by more than `baseline_tolerance` beyond the holdout's noise (`baseline_level`). On logged
     decisions every figure is an off-policy estimate."""
 
     metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
-    margin: float = 0.0
+    margin: float = Field(
+        -0.005,
+        description="The gain's lower end must exceed it: a non-inferiority margin (promote unless the challenger may "
+        "be worse by more than 0.005 at `level`), chosen from the feedback-loop benchmark; 0 asks for a clear win.",
+    )
     level: float = Field(
         0.90,
         gt=0,

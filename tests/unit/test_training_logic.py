@@ -36,13 +36,20 @@ def comparison(
 
 
 def test_gate_promotes_only_when_the_gains_lower_end_clears_the_margin() -> None:
-    promoted, reason = judge(comparison((0.02, 0.001, 0.04)), GateSettings())
+    clear_win = GateSettings(margin=0)
+    promoted, reason = judge(comparison((0.02, 0.001, 0.04)), clear_win)
     assert promoted and "lower end +0.0010 clears the margin 0" in reason
-    promoted, reason = judge(comparison((0.02, -0.001, 0.04)), GateSettings())  # better on the point, not surely
+    promoted, reason = judge(comparison((0.02, -0.001, 0.04)), clear_win)  # better on the point, not surely
     assert not promoted and "lower end -0.0010 misses the margin 0" in reason
-    assert judge(comparison((0.0, -0.004, 0.004)), GateSettings(margin=-0.005))[0]  # a tolerated small loss
-    promoted, reason = judge(comparison((0.02, 0.0, 0.2)), GateSettings())  # resamples that tie both models
+    promoted, reason = judge(comparison((0.02, 0.0, 0.2)), clear_win)  # resamples that tie both models
     assert not promoted and "lower end +0.0000 misses the margin 0" in reason
+
+
+def test_the_default_gate_promotes_unless_the_challenger_may_be_worse_by_more_than_its_margin() -> None:
+    promoted, reason = judge(comparison((0.0, -0.004, 0.004)), GateSettings())  # not clearly worse
+    assert promoted and "lower end -0.0040 clears the margin -0.005" in reason
+    promoted, reason = judge(comparison((0.0, -0.006, 0.006)), GateSettings())  # may be worse by 0.006
+    assert not promoted and "lower end -0.0060 misses the margin -0.005" in reason
 
 
 def test_gate_refuses_a_better_ranker_that_is_clearly_worse_calibrated() -> None:
