@@ -26,7 +26,7 @@ import pandas as pd
 from scoreloop.core.coerce import missing_columns, read_frame
 from scoreloop.core.ingest import quarantine_frame, read_raw
 from scoreloop.core.metrics import psi
-from scoreloop.core.model import LOWEST_TIER, ModelCard
+from scoreloop.core.model import LOWEST_TIER, ModelCard, ScoringModel
 from scoreloop.core.pages import badge, new_figure, new_report_dir, png, table, write_index, write_report
 from scoreloop.core.progress import Progress, silent
 from scoreloop.core.settings import MonitorSettings, Settings
@@ -103,6 +103,7 @@ class PeriodData:
     version: str
     card: ModelCard | None
     unmatched_outcomes: int = 0  # outcomes for ids the scoring log never held
+    rescored: tuple[str, ...] = ()  # versions whose sampled scores were replaced by `version`'s (see `collect_period`)
 
 
 @dataclass(frozen=True)
@@ -247,27 +248,50 @@ def collect_period(
     for side, window, frame in (("current", current, log), ("reference", reference, reference_log)):
         if frame.empty:
             raise ValueError(f"the {side} period {window} has no scored records; the log spans {_span(store)}")
-    version, card = _scoring_model(settings, log, spec)
-    ref_sample, cur_sample = (
+    version, model = _scoring_model(settings, log, spec)
+    card = model.card if model else None
+    samples = tuple(
         store.scores(w.start, w.end, sample=config.sample_rows, seed=config.seed) for w in (reference, current)
     )
-    samples = (ref_sample, cur_sample)
+    others = sorted({str(v) for frame in (reference_log, log) for v in frame["model_version"].unique()} - {version})
+    if model is not None and others:
+        samples = tuple(_rescored(sample, model) for sample in samples)
     spec = card.spec if card else spec
-    return PeriodData(current, reference, log, reference_log, samples, spec, version, card, store.unmatched_outcomes())
+    return PeriodData(current, reference, log, reference_log, samples, spec, version, card, store.unmatched_outcomes(),
+                      tuple(others) if model is not None else ())  # fmt: skip
+
+
+def _rescored(sample: pd.DataFrame, model: ScoringModel) -> pd.DataFrame:
+    """The sample with the records another version scored scored again by `model`, from their logged features.
+
+    Score drift is a question about one model: after a promotion the reference period was scored by the version
+    before, and the PSI between two versions' scores measures the swap (which the gate and the release notes
+    judged), not the data. Over a drifting synthetic month the swap alone gave a PSI of 1.5 and failed the check."""
+    other = sample["model_version"].astype(str) != model.version
+    if not other.any():
+        return sample
+    sample = sample.copy()
+    sample.loc[other, "probability"] = model.predict_proba(sample.loc[other])
+    sample.loc[other, "model_version"] = model.version
+    return sample
 
 
 def period_findings(data: PeriodData, drift: DriftSummary, settings: Settings) -> Findings:
-    """Period mode's figures judged against the tolerances: feature drift and quality on the samples, score PSI
-    and labelled quality (AUC weighted by clipped inverse propensity, calibration, by tier) on every row."""
+    """Period mode's figures judged against the tolerances: feature drift and quality on the samples, score PSI on
+    every row (on the samples, rescored, when another version scored some of them) and labelled quality (AUC
+    weighted by clipped inverse propensity, calibration, by tier) on every row."""
     config, log, card = settings.monitor, data.log, data.card
     ref, cur = data.samples
+    both = (ref, cur) if data.rescored else (data.reference_log, log)  # one model's scores on both sides
+    scores = {"reference": both[0]["probability"].to_numpy(), "current": both[1]["probability"].to_numpy()}
     figures = {
         **_drift_figures(drift),
         **feature_quality(ref, cur, data.spec.features, _vocabulary(data.spec, ref)),
         **labelled_quality(
             log, settings.policy.capacity, config.bins, interval_rows=config.sample_rows, seed=config.seed
         ),
-        "psi": psi(data.reference_log["probability"], log["probability"], config.bins),
+        "psi": psi(*scores.values(), config.bins),
+        "psi_basis": _psi_basis(data),
         "psi_evidently": drift.prediction.score if drift.prediction else None,
         "rows_current": len(log),
         "rows_reference": len(data.reference_log),
@@ -284,7 +308,16 @@ def period_findings(data: PeriodData, drift: DriftSummary, settings: Settings) -
         tuple(judge(figures, config)),
         params={"current": str(data.current), "reference": str(data.reference), "sample_rows": config.sample_rows},
         windows={"current": data.current, "reference": data.reference},
-        scores={"reference": data.reference_log["probability"].to_numpy(), "current": log["probability"].to_numpy()},
+        scores=scores,
+    )
+
+
+def _psi_basis(data: PeriodData) -> str:
+    if not data.rescored:
+        return "over every row"
+    return (
+        f"on the samples, the records version(s) {', '.join(data.rescored)} scored scored again by version "
+        f"{data.version} from their logged features (score drift of the model in service, not of the swap)"
     )
 
 
@@ -318,13 +351,13 @@ def _span(store: RecordStore) -> str:
     return "nothing (empty)" if first is None else f"{first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M}"
 
 
-def _scoring_model(settings: Settings, log: pd.DataFrame, spec: DatasetSpec | None) -> tuple[str, ModelCard | None]:
-    """The version that scored the period's last record, and its card (None when `spec` overrides it)."""
+def _scoring_model(settings: Settings, log: pd.DataFrame, spec: DatasetSpec | None) -> tuple[str, ScoringModel | None]:
+    """The version that scored the period's last record, and that model (None when `spec` overrides its card)."""
     last = log.iloc[-1]
     if spec is not None:
         return str(last["model_version"]), None
     configure(settings)
-    return str(last["model_version"]), load_version(str(last["model_name"]), str(last["model_version"])).card
+    return str(last["model_version"]), load_version(str(last["model_name"]), str(last["model_version"]))
 
 
 def _champion_version(settings: Settings) -> str:
@@ -440,7 +473,7 @@ def page_body(findings: Findings, drift: DriftSummary) -> str:
     if figures.get("psi") is not None:
         body += (
             f"<h2>Score drift</h2><p>PSI of the probability against the reference period: "
-            f"<b>{figures['psi']:.4f}</b> over every row (Evidently's PSI on the sample: "
+            f"<b>{figures['psi']:.4f}</b> {figures.get('psi_basis', 'over every row')} (Evidently's PSI on the sample: "
             f"{figures.get('psi_evidently') or float('nan'):.4f}). "
             f"Rows: {figures['rows_current']} current, {figures['rows_reference']} reference; "
             f"sampled for Evidently and the feature checks: {figures['sampled_current']} and "

@@ -16,12 +16,13 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from scoreloop.core.metrics import psi
 from scoreloop.core.pages import INDEX_HTML, read_summaries
 from scoreloop.core.policy import work_plan
 from scoreloop.core.settings import MonitorSettings, SearchSpace, Settings, TrainSettings
 from scoreloop.core.store import Outcome, RecordStore
 from scoreloop.core.synthetic import ID_COLUMN, WorldConfig, generate_leads
-from scoreloop.core.tracking import configure, load_registered
+from scoreloop.core.tracking import configure, load_registered, load_version
 from scoreloop.loop.simulate import lead_spec, log_outcomes, log_scored
 from scoreloop.monitoring.monitor import MonitorReport, Window, monitor_period
 from scoreloop.training.promote import promote
@@ -154,6 +155,36 @@ def test_drift_is_detected_when_the_world_drifts_and_not_otherwise(reports: Repo
     failed = {c.name: c for c in drifted.checks if c.passed is False}
     assert "max feature drift share" in failed and failed["max feature drift share"].value > 0.3
     assert figures["psi"] > stable.summary["figures"]["psi"]
+
+
+def test_score_drift_across_a_promotion_is_the_model_in_services_not_the_swaps(tmp_path: Path) -> None:
+    """February scored by version 1, March by version 2, a model whose probabilities sit far higher (trained with
+    two negatives in three left out): between the two versions' logged scores the PSI is far above the tolerance,
+    yet the world did not move, so monitoring scores February again with version 2 and passes."""
+    settings = small_settings(tmp_path)
+    pilot = generate_leads(WorldConfig(rows=3000, months=1, seed=11)).drop(columns="p_true")
+    first = train_rows(settings, lead_spec(), pilot, source="pilot", study_name="rescored-1")
+    few_negatives = pilot[(pilot["converted"] == 1) | (np.arange(len(pilot)) % 3 == 0)]
+    second = train_rows(settings, lead_spec(), few_negatives, source="few negatives", study_name="rescored-2")
+    leads = generate_leads(WorldConfig(rows=4500, months=3, seed=3, covariate_drift=0.0))
+    store = RecordStore(settings.record_store_url)
+    for version, start, end in ((first.version, FEB, MAR), (second.version, MAR, APR)):
+        month = leads[(leads["created_at"] >= start) & (leads["created_at"] < end)]
+        model = load_version(settings.model_name, version)
+        scored = model.score(month)
+        plan = work_plan(scored["probability"].to_numpy(), 0.2, 0.25, np.random.default_rng(0)).set_axis(month.index)
+        log_scored(store, lead_spec(), month, scored, plan, model)
+    logged = psi(
+        store.scores(FEB, MAR, features=False)["probability"], store.scores(MAR, APR, features=False)["probability"]
+    )
+    assert logged > 0.2  # what the check saw before: the swap, not the data
+
+    report = monitor_period(settings, PERIOD, end=APR, reference=Window(FEB, MAR), store=store)
+    figures = report.summary["figures"]
+    assert figures["psi"] < 0.05, figures["psi"]
+    assert f"version(s) {first.version} scored scored again by version {second.version}" in figures["psi_basis"]
+    assert {c.name: c.passed for c in report.checks}["max score PSI"] is True
+    assert report.drift.prediction is not None and report.drift.prediction.score < 0.05  # Evidently's, same samples
 
 
 def test_thresholds_from_config_fail_the_cli_with_a_non_zero_exit(reports: Reports) -> None:
