@@ -253,12 +253,13 @@ def collect_period(
     samples = tuple(
         store.scores(w.start, w.end, sample=config.sample_rows, seed=config.seed) for w in (reference, current)
     )
-    others = sorted({str(v) for frame in (reference_log, log) for v in frame["model_version"].unique()} - {version})
-    if model is not None and others:
+    logged = {str(v) for frame in (reference_log, log) for v in frame["model_version"].unique()}
+    others = () if model is None else tuple(sorted(logged - {version}))  # without the model nothing is rescored
+    if others:
         samples = tuple(_rescored(sample, model) for sample in samples)
     spec = card.spec if card else spec
-    return PeriodData(current, reference, log, reference_log, samples, spec, version, card, store.unmatched_outcomes(),
-                      tuple(others) if model is not None else ())  # fmt: skip
+    unmatched = store.unmatched_outcomes()
+    return PeriodData(current, reference, log, reference_log, samples, spec, version, card, unmatched, others)
 
 
 def _rescored(sample: pd.DataFrame, model: ScoringModel) -> pd.DataFrame:
