@@ -291,7 +291,7 @@ def period_findings(data: PeriodData, drift: DriftSummary, settings: Settings) -
         **labelled_quality(
             log, settings.policy.capacity, config.bins, interval_rows=config.sample_rows, seed=config.seed
         ),
-        "psi": psi(*scores.values(), config.bins),
+        "psi": psi(scores["reference"], scores["current"], config.bins),
         "psi_basis": _psi_basis(data),
         "psi_evidently": drift.prediction.score if drift.prediction else None,
         "rows_current": len(log),
@@ -474,7 +474,7 @@ def page_body(findings: Findings, drift: DriftSummary) -> str:
     if figures.get("psi") is not None:
         body += (
             f"<h2>Score drift</h2><p>PSI of the probability against the reference period: "
-            f"<b>{figures['psi']:.4f}</b> {figures.get('psi_basis', 'over every row')} (Evidently's PSI on the sample: "
+            f"<b>{figures['psi']:.4f}</b> {figures['psi_basis']} (Evidently's PSI on the sample: "
             f"{figures.get('psi_evidently') or float('nan'):.4f}). "
             f"Rows: {figures['rows_current']} current, {figures['rows_reference']} reference; "
             f"sampled for Evidently and the feature checks: {figures['sampled_current']} and "

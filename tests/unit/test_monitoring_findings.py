@@ -155,6 +155,7 @@ def hand_built(scores: bool) -> Findings:
         "missing_increase": {"employees": 0.1},
         "new_category_share": {"industry": 0.0},
         "psi": 0.0123,
+        "psi_basis": "over every row",
         "psi_evidently": 0.02,
         "rows_current": 300,
         "rows_reference": 280,
